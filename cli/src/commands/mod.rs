@@ -1,0 +1,12 @@
+//! One module per command. Each exposes its clap `Args` (or subcommand enum) and a `run`
+//! function returning the process exit code or a miette report.
+
+pub mod apply;
+pub mod certs;
+pub mod completions;
+pub mod init;
+pub mod lab;
+pub mod plan;
+pub mod render;
+pub mod schema;
+pub mod validate;

@@ -1,0 +1,7 @@
+//! kubeforge's I/O crate: the command line, the state dir, SSH transports, the lab and the
+//! executor. It is the only crate that touches files, the network, processes or the terminal;
+//! every decision about the cluster comes from `kubeforge-playbooks` as data.
+
+pub mod cli;
+pub mod commands;
+pub mod context;

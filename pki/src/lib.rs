@@ -1,0 +1,47 @@
+//! kubeforge-pki owns the cluster's identity: CAs, leaf certificates, the service-account key
+//! pair and kubeconfigs, with kubeadm's names, subjects, SANs and usages. It computes only: it
+//! takes and returns bytes and never touches the file system, the network or the clock (the
+//! caller injects "now").
+
+use std::fmt;
+
+/// The key type of every key kubeforge generates (`spec.pki.keyAlgorithm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum KeyAlgorithm {
+    #[default]
+    EcdsaP256,
+    EcdsaP384,
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
+}
+
+impl KeyAlgorithm {
+    pub const ALL: [KeyAlgorithm; 5] = [
+        KeyAlgorithm::EcdsaP256,
+        KeyAlgorithm::EcdsaP384,
+        KeyAlgorithm::Rsa2048,
+        KeyAlgorithm::Rsa3072,
+        KeyAlgorithm::Rsa4096,
+    ];
+    /// The spec spelling, e.g. `ecdsa-p256`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EcdsaP256 => "ecdsa-p256",
+            KeyAlgorithm::EcdsaP384 => "ecdsa-p384",
+            KeyAlgorithm::Rsa2048 => "rsa-2048",
+            KeyAlgorithm::Rsa3072 => "rsa-3072",
+            KeyAlgorithm::Rsa4096 => "rsa-4096",
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state dir's `pki/` folder in memory: relative path with kubeadm names and `/`
+/// separators (`ca.crt`, `etcd/ca.key`, `nodes/cp1/apiserver.crt`) → file bytes.
+pub type Store = std::collections::BTreeMap<String, Vec<u8>>;

@@ -1,0 +1,8 @@
+//! kubeforge-playbooks owns the cluster spec and everything decided from it: parsing and
+//! validation, the validated model, the render tree of per-host files, facts parsing, the plan
+//! and its phases. It is pure: no tokio, no russh, no terminal, no file system; the `cli` crate
+//! feeds it bytes and facts and executes what it returns.
+
+pub mod model;
+pub mod render;
+pub mod secrets;

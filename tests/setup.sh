@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs every system package the build and the test suite need on a fresh Debian 12 machine.
+# Idempotent; run as root. Never installs Debian's kubernetes-client (it clashes with kubectl).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+packages=(
+  # build: etcd-client's build.rs needs protoc and the well-known .proto files
+  protobuf-compiler libprotobuf-dev
+  # real peers for integration tests
+  openssh-server openssh-client etcd-server etcd-client openssl
+  haproxy keepalived containerd
+  # the lab
+  debootstrap systemd-container iproute2 python3-venv
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  apt-get update
+  apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+# Debian's packaged services may start on their default ports; tests start their own.
+for svc in ssh etcd haproxy keepalived containerd; do
+  (systemctl stop "$svc" || service "$svc" stop) >/dev/null 2>&1 || true
+done
+mkdir -p /run/sshd
