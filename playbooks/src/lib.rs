@@ -6,3 +6,4 @@
 pub mod model;
 pub mod render;
 pub mod secrets;
+pub mod versions;
