@@ -6,3 +6,4 @@ pub mod cli;
 pub mod commands;
 pub mod context;
 pub mod secrets_store;
+pub mod transport;
