@@ -3,6 +3,8 @@
 //! and its phases. It is pure: no tokio, no russh, no terminal, no file system; the `cli` crate
 //! feeds it bytes and facts and executes what it returns.
 
+pub mod artifacts;
+pub mod etcd_membership;
 pub mod model;
 pub mod render;
 pub mod secrets;
