@@ -5,7 +5,10 @@
 
 pub mod artifacts;
 pub mod etcd_membership;
+pub mod diff;
+pub mod facts;
 pub mod model;
+pub mod plan;
 pub mod render;
 pub mod secrets;
 pub mod versions;

@@ -1,0 +1,149 @@
+//! The planner: from the validated model, each host's facts, the render tree and the local
+//! artifacts, decide everything a run does, as data (`Plan`). One module per phase; this module
+//! only assembles them, says which facts the phases need (`probe_request`), and excludes blocked
+//! hosts. It does no I/O: `cli` gathers facts and executes the plan; `plan` and `apply` print the
+//! same `Plan`.
+
+mod files;
+mod os;
+mod phase;
+mod preflight;
+mod runtime;
+mod text;
+mod types;
+
+use std::collections::BTreeMap;
+
+use crate::facts::{HostFacts, ProbeRequest};
+use crate::model::Cluster;
+use crate::render::RenderTree;
+
+pub use phase::{Phase, PhaseSelection, UnknownPhase};
+pub use runtime::ARTIFACT_BINARIES;
+pub use text::render_text;
+pub use types::{
+    DiffText, FileReason, Gate, PhasePlan, Plan, Problem, PushArtifact, PutFile, Run, Step,
+    UnitAction, UnitStep,
+};
+
+/// A binary available from the artifact source on the operator's machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalArtifact {
+    pub path: String,
+    pub sha256: String,
+}
+
+/// Artifact name (`containerd`, `runc`) → the local file. Empty for `upstream` until the
+/// artifact catalog exists.
+pub type ArtifactInventory = BTreeMap<String, LocalArtifact>;
+
+/// What one host's probe gave: its facts, or why there are none (unreachable, probe failed).
+pub type HostProbe = Result<HostFacts, String>;
+
+/// Everything the planner reads.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    pub cluster: &'a Cluster,
+    pub tree: &'a RenderTree,
+    /// Every spec host → its probe result. A host missing here counts as unreachable.
+    pub facts: &'a BTreeMap<String, HostProbe>,
+    pub artifacts: &'a ArtifactInventory,
+    pub selection: &'a PhaseSelection,
+}
+
+/// Why no plan could be made at all (host-level problems block hosts instead).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("the render tree has a file for `{host}`, which is not a host in the spec")]
+    UnknownHostInTree { host: String },
+}
+
+/// Units kubeforge manages or whose state preflight judges.
+pub const PROBED_UNITS: [&str; 4] =
+    ["containerd.service", "etcd.service", "haproxy.service", "kubelet.service"];
+
+/// Binaries whose versions are reported (and whose presence preflight judges).
+pub const PROBED_BINARIES: [&str; 4] = ["containerd", "etcd", "kubelet", "runc"];
+
+/// The facts the phases need from one host: fixed facts plus every managed file, the files
+/// edited in place, module evidence, sysctls, units and binaries.
+pub fn probe_request(cluster: &Cluster, tree: &RenderTree, host: &str) -> ProbeRequest {
+    let _ = cluster;
+    let mut request = ProbeRequest::default();
+    if let Some(files) = tree.hosts.get(host) {
+        for (path, file) in files {
+            request.hash_files.insert(path.clone());
+            if !file.secret {
+                request.read_files.insert(path.clone());
+            }
+        }
+    }
+    os::extend_request(tree, host, &mut request);
+    request.units.extend(PROBED_UNITS.iter().map(|u| u.to_string()));
+    request.binaries.extend(PROBED_BINARIES.iter().map(|b| b.to_string()));
+    request
+}
+
+/// Plans a run. Hosts that are unreachable or fail a preflight check are blocked: they get no
+/// steps and are listed with what to do, while the other hosts are planned normally.
+pub fn plan(input: PlanInput<'_>) -> Result<Plan, PlanError> {
+    let cluster = input.cluster;
+    if let Some(host) = input.tree.hosts.keys().find(|h| cluster.host(h).is_none()) {
+        return Err(PlanError::UnknownHostInTree { host: host.clone() });
+    }
+    let mut blocked: BTreeMap<String, Vec<Problem>> = BTreeMap::new();
+    let mut reachable: BTreeMap<&str, &HostFacts> = BTreeMap::new();
+    for host in &cluster.hosts {
+        match input.facts.get(&host.name) {
+            Some(Ok(facts)) => {
+                reachable.insert(&host.name, facts);
+            }
+            Some(Err(reason)) => {
+                blocked.entry(host.name.clone()).or_default().push(unreachable(reason))
+            }
+            None => blocked
+                .entry(host.name.clone())
+                .or_default()
+                .push(unreachable("no facts were gathered")),
+        }
+    }
+    if input.selection.contains(Phase::Preflight) {
+        for (host, problems) in preflight::check(input, &reachable) {
+            blocked.entry(host).or_default().extend(problems);
+        }
+    }
+    let ready: BTreeMap<&str, &HostFacts> =
+        reachable.into_iter().filter(|(h, _)| !blocked.contains_key(*h)).collect();
+
+    let mut phases = Vec::new();
+    for &phase in input.selection.phases() {
+        let mut hosts = BTreeMap::new();
+        for (&name, &facts) in &ready {
+            let Some(host) = cluster.host(name) else { continue };
+            let steps = match phase {
+                Phase::Os => os::plan_host(input, host, facts),
+                Phase::Runtime => runtime::plan_host(input, host, facts),
+                _ => Vec::new(),
+            };
+            if !steps.is_empty() {
+                hosts.insert(name.to_string(), steps);
+            }
+        }
+        phases.push(PhasePlan { phase, built: phase.is_built(), hosts });
+    }
+    Ok(Plan { cluster: cluster.name.clone(), phases, blocked })
+}
+
+fn unreachable(reason: &str) -> Problem {
+    Problem {
+        phase: Phase::Preflight,
+        check: "reachable".into(),
+        message: format!("no facts: {reason}"),
+        remedy: "check that the machine is up and reachable over SSH with the spec's address, \
+                 port, user and key, then plan again"
+            .into(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,138 @@
+//! `runtime`: containerd and runc present (from the host's packages, or pushed from the artifact
+//! source), containerd's config from the render tree, and the service enabled, running, and
+//! restarted when its files changed, then a health gate on its socket.
+
+use super::PlanInput;
+use super::files::{Wanted, put_file};
+use super::types::{Gate, PushArtifact, Step, UnitAction, UnitStep};
+use crate::facts::HostFacts;
+use crate::model::Host;
+
+pub(crate) const UNIT: &str = "containerd.service";
+const UNIT_FILE: &str = "/etc/systemd/system/containerd.service";
+
+/// Binaries the runtime needs on every host.
+pub(crate) const REQUIRED_BINARIES: [&str; 2] = ["containerd", "runc"];
+
+/// Artifact names the cli looks for under `bin/` in an artifact directory.
+pub const ARTIFACT_BINARIES: [&str; 4] = ["containerd", "containerd-shim-runc-v2", "ctr", "runc"];
+
+/// Where pushed binaries go (never over a distribution package's files).
+const BIN_DIR: &str = "/usr/local/bin";
+
+/// containerd's upstream unit, installed only with binaries pushed from the artifact source (a
+/// packaged containerd brings its own).
+const UPSTREAM_UNIT: &str = "[Unit]
+Description=containerd container runtime
+Documentation=https://containerd.io
+After=network.target local-fs.target
+
+[Service]
+ExecStartPre=-/sbin/modprobe overlay
+ExecStart=/usr/local/bin/containerd
+Type=notify
+Delegate=yes
+KillMode=process
+Restart=always
+RestartSec=5
+LimitNPROC=infinity
+LimitCORE=infinity
+TasksMax=infinity
+OOMScoreAdjust=-999
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// Whether the runtime phase owns a render-tree path.
+pub(crate) fn owns(path: &str) -> bool {
+    path.starts_with("/etc/containerd/")
+        || path == "/etc/crictl.yaml"
+        || path == UNIT_FILE
+        || path.starts_with("/etc/systemd/system/containerd.service.d/")
+}
+
+fn is_unit_file(path: &str) -> bool {
+    path.starts_with("/etc/systemd/system/")
+}
+
+pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let installed = |name: &str| facts.binaries.get(name).is_some_and(|b| b.path.is_some());
+    let containerd_missing = !installed("containerd");
+    for name in ARTIFACT_BINARIES {
+        // containerd's companions are pushed with it; runc on its own when missing.
+        let needed = if name == "runc" { !installed("runc") } else { containerd_missing };
+        if let (true, Some(artifact)) = (needed, input.artifacts.get(name)) {
+            steps.push(Step::PushArtifact(PushArtifact {
+                name: name.to_string(),
+                local_path: artifact.path.clone(),
+                sha256: artifact.sha256.clone(),
+                dest: format!("{BIN_DIR}/{name}"),
+                mode: 0o755,
+            }));
+        }
+    }
+    let tree_files = input.tree.hosts.get(&host.name);
+    let tree_has_unit = tree_files.is_some_and(|f| f.contains_key(UNIT_FILE));
+    let mut unit_files_changed = false;
+    let mut config_changed = false;
+    if containerd_missing && !tree_has_unit {
+        let wanted = Wanted {
+            path: UNIT_FILE,
+            contents: UPSTREAM_UNIT.as_bytes(),
+            mode: 0o644,
+            secret: false,
+        };
+        if let Some(put) = put_file(&host.name, facts, wanted) {
+            unit_files_changed = true;
+            steps.push(Step::PutFile(put));
+        }
+    }
+    for (path, file) in tree_files.into_iter().flatten() {
+        if !owns(path) {
+            continue;
+        }
+        let wanted =
+            Wanted { path, contents: &file.contents, mode: file.mode, secret: file.secret };
+        if let Some(put) = put_file(&host.name, facts, wanted) {
+            unit_files_changed |= is_unit_file(path);
+            config_changed = true;
+            steps.push(Step::PutFile(put));
+        }
+    }
+    let pushed = steps.iter().any(|s| matches!(s, Step::PushArtifact(_)));
+    let unit = facts.units.get(UNIT);
+    let unit_step =
+        |action, why: &str| Step::Unit(UnitStep { unit: UNIT.into(), action, why: why.into() });
+    if unit_files_changed || (pushed && unit.is_none_or(|u| u.enabled == "not-found")) {
+        steps.push(Step::Unit(UnitStep {
+            unit: String::new(),
+            action: UnitAction::DaemonReload,
+            why: "containerd's unit files changed".into(),
+        }));
+    }
+    if !unit.is_some_and(|u| u.is_enabled()) {
+        steps.push(unit_step(UnitAction::Enable, "containerd must start at boot"));
+    }
+    let active = unit.is_some_and(|u| u.is_active());
+    if !active {
+        steps.push(unit_step(UnitAction::Start, "containerd is not running"));
+    } else if config_changed || pushed {
+        steps.push(unit_step(UnitAction::Restart, "containerd's files changed"));
+    }
+    if !steps.is_empty() {
+        steps.push(Step::Gate(Gate {
+            what: "containerd is active and its socket answers".into(),
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "systemctl is-active --quiet containerd.service && test -S /run/containerd/containerd.sock"
+                    .into(),
+            ],
+            attempts: 30,
+            interval_ms: 1000,
+        }));
+    }
+    steps
+}
