@@ -1,9 +1,42 @@
 //! kubeforge-pki owns the cluster's identity: CAs, leaf certificates, the service-account key
 //! pair and kubeconfigs, with kubeadm's names, subjects, SANs and usages. It computes only: it
 //! takes and returns bytes and never touches the file system, the network or the clock (the
-//! caller injects "now").
+//! caller injects "now" and the serial-number randomness; key bytes come from aws-lc-rs).
+//!
+//! Entry points: [`generate`] (create what is missing, reuse what is valid, reissue what the
+//! spec no longer matches), [`renew`] (new keys and serials for leaves, never CAs),
+//! [`check_expiration`] and [`plan_ca_rotation`]. Each takes the state dir's `pki/` folder as a
+//! [`Store`] and returns a new one plus a [`Report`] saying what changed and why.
 
 use std::fmt;
+
+mod cas;
+mod der;
+mod error;
+mod expiry;
+mod generate;
+mod inspect;
+mod issue;
+mod keys;
+pub mod kubeconfig;
+pub mod paths;
+mod profile;
+mod renew;
+mod report;
+mod request;
+mod rotation;
+mod serial;
+
+pub use error::PkiError;
+pub use expiry::{ExpiryEntry, ExpiryStatus, WARN_BEFORE, check_expiration};
+pub use generate::{Outcome, generate};
+pub use inspect::{CertFacts, ExtKeyUsage, inspect_pem};
+pub use profile::{CaId, RENEWABLE_NAMES};
+pub use renew::{RenewSelection, renew};
+pub use report::{Action, Reason, Report, ReportEntry};
+pub use request::{ApiServerNames, ControlPlane, EtcdMember, Node, PkiRequest};
+pub use rotation::{RotationPhase, RotationPlan, TrustBundle, plan_ca_rotation};
+pub use serial::{SeededSerials, SerialSource};
 
 /// The key type of every key kubeforge generates (`spec.pki.keyAlgorithm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
