@@ -5,5 +5,7 @@
 pub mod cli;
 pub mod commands;
 pub mod context;
+pub mod exec;
+pub mod gather;
 pub mod secrets_store;
 pub mod transport;

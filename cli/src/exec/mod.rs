@@ -1,0 +1,386 @@
+//! The executor: runs a `Plan` over connected transports. Phases run in order; within a phase,
+//! hosts run in parallel (at most `concurrency` at once), each host's steps in plan order. Every
+//! step maps to transport calls mechanically: the executor decides nothing about the cluster.
+//! A host that fails stops (its later steps and phases are skipped) while the others go on;
+//! cancellation (Ctrl-C) stops every host at its next step boundary. Re-running after a
+//! failure resumes: a fresh plan contains only what is still missing.
+
+pub mod audit;
+pub mod events;
+pub mod lock;
+pub mod progress;
+pub mod report;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kubeforge_playbooks::plan::{Plan, Step};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::transport::{
+    FileContents, PutFile, PutOutcome, RemoteCommand, Transport, TransportError,
+};
+pub use audit::{AuditLog, AuditRecord};
+pub use events::{Event, EventSink, StepOutcome};
+pub use report::{HostFailure, RunReport};
+
+/// How a run is carried out (not what it does: that is the plan).
+#[derive(Clone)]
+pub struct ExecOptions {
+    /// Hosts worked on at once.
+    pub concurrency: usize,
+    /// Cancelled by Ctrl-C: stop at the next step boundary.
+    pub cancel: CancellationToken,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions { concurrency: 16, cancel: CancellationToken::new() }
+    }
+}
+
+/// Runs the plan. `transports` holds a connection for every host that has steps; a host with
+/// steps but no transport is reported as unreachable.
+pub async fn execute(
+    plan: &Plan,
+    transports: &BTreeMap<String, Arc<dyn Transport>>,
+    options: &ExecOptions,
+    events: &dyn EventSink,
+    audit: &AuditLog,
+) -> RunReport {
+    let mut report = RunReport::default();
+    for (host, problems) in &plan.blocked {
+        for p in problems {
+            events.emit(&Event::HostBlocked { host: host.clone(), reason: p.message.clone() });
+            report.failures.push(HostFailure::blocked(host, p));
+        }
+    }
+    let mut failed: BTreeSet<String> = plan.blocked.keys().cloned().collect();
+    let semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    for phase in &plan.phases {
+        if options.cancel.is_cancelled() {
+            report.interrupted = true;
+            events.emit(&Event::Interrupted { phase: phase.phase.to_string() });
+            break;
+        }
+        let hosts: Vec<(&String, &Vec<Step>)> =
+            phase.hosts.iter().filter(|(h, _)| !failed.contains(*h)).collect();
+        if hosts.is_empty() {
+            continue;
+        }
+        let phase_name = phase.phase.to_string();
+        events.emit(&Event::PhaseStarted { phase: phase_name.clone(), hosts: hosts.len() });
+        let runs = hosts.into_iter().map(|(host, steps)| {
+            let semaphore = semaphore.clone();
+            let phase_name = phase_name.clone();
+            async move {
+                let Ok(_permit) = semaphore.acquire().await else {
+                    return HostRun::default();
+                };
+                let Some(transport) = transports.get(host) else {
+                    let failure = HostFailure::unreachable(host, &phase_name);
+                    return HostRun { failure: Some(failure), ..HostRun::default() };
+                };
+                run_host(host, &phase_name, steps, transport.as_ref(), options, events, audit).await
+            }
+        });
+        for run in futures_join_all(runs).await {
+            report.changed += run.changed;
+            report.unchanged += run.unchanged;
+            report.interrupted |= run.interrupted;
+            if let Some(failure) = run.failure {
+                failed.insert(failure.host.clone());
+                report.failures.push(failure);
+            }
+        }
+        events.emit(&Event::PhaseFinished { phase: phase_name.clone() });
+        if report.interrupted {
+            events.emit(&Event::Interrupted { phase: phase_name });
+            break;
+        }
+    }
+    events.emit(&Event::RunFinished {
+        changed: report.changed,
+        unchanged: report.unchanged,
+        failed_hosts: report.failed_hosts().len(),
+        interrupted: report.interrupted,
+    });
+    report
+}
+
+/// Awaits every future concurrently (they are bounded by the semaphore), keeping their order.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let futures: Vec<_> = futures.map(Box::pin).collect();
+    let mut outputs = Vec::with_capacity(futures.len());
+    // A hand-rolled join: poll all until each is ready (no extra crate for `join_all`).
+    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> = futures.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all_done = true;
+        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
+            if let Some(fut) = slot {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(out) => {
+                        *result = Some(out);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all_done = false,
+                }
+            }
+        }
+        if all_done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+    outputs.extend(results.into_iter().flatten());
+    outputs
+}
+
+#[derive(Default)]
+struct HostRun {
+    changed: usize,
+    unchanged: usize,
+    interrupted: bool,
+    failure: Option<HostFailure>,
+}
+
+async fn run_host(
+    host: &str,
+    phase: &str,
+    steps: &[Step],
+    transport: &dyn Transport,
+    options: &ExecOptions,
+    events: &dyn EventSink,
+    audit: &AuditLog,
+) -> HostRun {
+    let mut run = HostRun::default();
+    for step in steps {
+        if options.cancel.is_cancelled() {
+            run.interrupted = true;
+            break;
+        }
+        let label = step.label();
+        events.emit(&Event::StepStarted {
+            host: host.into(),
+            phase: phase.into(),
+            step: label.clone(),
+        });
+        let started = Instant::now();
+        let ctx = StepContext { host, phase, label: &label, transport, audit };
+        match ctx.run_step(step).await {
+            Ok(outcome) => {
+                match outcome {
+                    StepOutcome::Changed => run.changed += 1,
+                    StepOutcome::Unchanged => run.unchanged += 1,
+                }
+                events.emit(&Event::StepFinished {
+                    host: host.into(),
+                    phase: phase.into(),
+                    step: label,
+                    outcome,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+            Err(failure) => {
+                events.emit(&Event::StepFailed {
+                    host: host.into(),
+                    phase: phase.into(),
+                    step: label,
+                    error: failure.summary(),
+                });
+                run.failure = Some(failure);
+                break;
+            }
+        }
+    }
+    run
+}
+
+struct StepContext<'a> {
+    host: &'a str,
+    phase: &'a str,
+    label: &'a str,
+    transport: &'a dyn Transport,
+    audit: &'a AuditLog,
+}
+
+impl StepContext<'_> {
+    async fn run_step(&self, step: &Step) -> Result<StepOutcome, HostFailure> {
+        match step {
+            Step::PutFile(f) => {
+                let put = PutFile {
+                    path: f.path.clone(),
+                    contents: FileContents::Bytes(Arc::from(f.contents.as_slice())),
+                    mode: f.mode,
+                    owner: f.owner.clone(),
+                    group: f.group.clone(),
+                    secret: f.secret,
+                };
+                self.put("put", &put).await
+            }
+            Step::PushArtifact(a) => {
+                let put = PutFile {
+                    path: a.dest.clone(),
+                    contents: FileContents::LocalFile(a.local_path.clone().into()),
+                    mode: a.mode,
+                    owner: "root".into(),
+                    group: "root".into(),
+                    secret: false,
+                };
+                let outcome = self.put("push", &put).await?;
+                let started = Instant::now();
+                let found = self.transport.file_sha256(&a.dest).await;
+                self.record("verify", vec![a.dest.clone()], None, started, &format!("{found:?}"));
+                match found {
+                    Ok(Some(sum)) if sum == a.sha256 => Ok(outcome),
+                    Ok(other) => Err(self.failure(
+                        format!("verify sha256 of {}", a.dest),
+                        None,
+                        format!("expected {}, found {}", a.sha256, other.unwrap_or_else(|| "no file".into())),
+                        "the copy on the host is corrupt or was changed while uploading; run apply again",
+                    )),
+                    Err(e) => Err(self.transport_failure(format!("sha256sum {}", a.dest), e)),
+                }
+            }
+            Step::Run(r) => {
+                if let Some(unless) = &r.unless {
+                    let probe = self.command("probe", unless).await?;
+                    if probe.0 == 0 {
+                        return Ok(StepOutcome::Unchanged);
+                    }
+                }
+                self.checked("run", &r.argv).await
+            }
+            Step::Unit(u) => self.checked("run", &u.argv()).await,
+            Step::Gate(g) => {
+                let mut last = (0, String::new());
+                for attempt in 0..g.attempts.max(1) {
+                    if attempt > 0 {
+                        tokio::time::sleep(Duration::from_millis(g.interval_ms)).await;
+                    }
+                    last = self.command("probe", &g.argv).await?;
+                    if last.0 == 0 {
+                        return Ok(StepOutcome::Unchanged);
+                    }
+                }
+                Err(self.failure(
+                    g.argv.join(" "),
+                    Some(last.0),
+                    last.1,
+                    &format!(
+                        "{} did not happen within {} tries; look at the service's logs on the host \
+                         (journalctl -u <unit>), fix the cause, then run apply again",
+                        g.what, g.attempts
+                    ),
+                ))
+            }
+        }
+    }
+
+    async fn put(&self, op: &'static str, put: &PutFile) -> Result<StepOutcome, HostFailure> {
+        let started = Instant::now();
+        let result = self.transport.put_file(put).await;
+        let shown = match &result {
+            Ok(PutOutcome::Written) => "written".to_string(),
+            Ok(PutOutcome::Unchanged) => "unchanged".to_string(),
+            Ok(PutOutcome::MetadataChanged) => "metadata-changed".to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.record(op, vec![put.path.clone()], None, started, &shown);
+        match result {
+            Ok(PutOutcome::Unchanged) => Ok(StepOutcome::Unchanged),
+            Ok(_) => Ok(StepOutcome::Changed),
+            Err(e) => Err(self.transport_failure(format!("write {}", put.path), e)),
+        }
+    }
+
+    /// Runs a command; returns (exit status, stderr tail). Transport errors fail the host.
+    async fn command(
+        &self,
+        op: &'static str,
+        argv: &[String],
+    ) -> Result<(i32, String), HostFailure> {
+        let cmd = RemoteCommand::new(argv.iter().cloned());
+        let started = Instant::now();
+        match self.transport.run(&cmd).await {
+            Ok(out) => {
+                self.record(op, argv.to_vec(), Some(out.exit_status), started, "finished");
+                Ok((out.exit_status, out.stderr_tail()))
+            }
+            Err(e) => {
+                self.record(op, argv.to_vec(), None, started, &e.to_string());
+                Err(self.transport_failure(cmd.shell_line(), e))
+            }
+        }
+    }
+
+    async fn checked(&self, op: &'static str, argv: &[String]) -> Result<StepOutcome, HostFailure> {
+        let (status, stderr) = self.command(op, argv).await?;
+        if status == 0 {
+            Ok(StepOutcome::Changed)
+        } else {
+            Err(self.failure(
+                crate::transport::quote::join(argv),
+                Some(status),
+                stderr,
+                "fix the cause shown above on the host, then run apply again: it resumes, and \
+                 steps already done are not repeated",
+            ))
+        }
+    }
+
+    fn record(
+        &self,
+        op: &'static str,
+        target: Vec<String>,
+        exit: Option<i32>,
+        started: Instant,
+        result: &str,
+    ) {
+        self.audit.record(&AuditRecord {
+            at: audit::now_secs(),
+            host: self.host.into(),
+            phase: self.phase.into(),
+            step: self.label.into(),
+            op,
+            target,
+            exit_status: exit,
+            duration_ms: started.elapsed().as_millis() as u64,
+            result: result.into(),
+        });
+    }
+
+    fn failure(
+        &self,
+        command: String,
+        exit: Option<i32>,
+        stderr_tail: String,
+        remedy: &str,
+    ) -> HostFailure {
+        HostFailure {
+            host: self.host.into(),
+            phase: self.phase.into(),
+            step: self.label.into(),
+            command,
+            exit_status: exit,
+            stderr_tail,
+            remedy: remedy.into(),
+        }
+    }
+
+    fn transport_failure(&self, command: String, e: TransportError) -> HostFailure {
+        let remedy = if e.is_unreachable() || matches!(e, TransportError::NoExitStatus { .. }) {
+            "the connection to the host was lost; check that it is up and reachable, then run \
+             apply again"
+        } else {
+            "fix the cause above, then run apply again: it resumes where it stopped"
+        };
+        self.failure(command, None, e.to_string(), remedy)
+    }
+}
+
+#[cfg(test)]
+mod tests;
