@@ -2,9 +2,15 @@
 //! `direct-tcpip` channels to the host's `127.0.0.1:PORT`. Owns the listener task and its
 //! lifetime; it never listens on anything but 127.0.0.1.
 
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-/// Aborts a background task when dropped (ties a forward's listener to its [`super::LocalForward`]).
+use super::ssh::SshHandle;
+use super::{LocalForward, TransportError};
+
+/// Aborts a background task when dropped (ties a forward's listener to its [`LocalForward`]).
 #[derive(Debug)]
 pub struct AbortOnDrop(pub(crate) JoinHandle<()>);
 
@@ -12,4 +18,58 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Starts forwarding; fails early (with the host's answer) when nothing listens on the port.
+pub(crate) async fn start(
+    host: String,
+    handle: Arc<SshHandle>,
+    remote_port: u16,
+) -> Result<LocalForward, TransportError> {
+    let op = format!("forwarding to 127.0.0.1:{remote_port}");
+    // Probe once so a closed port is reported now rather than as a reset connection later.
+    let probe =
+        handle.channel_open_direct_tcpip("127.0.0.1", u32::from(remote_port), "127.0.0.1", 0).await;
+    match probe {
+        Ok(ch) => drop(ch.into_stream()),
+        Err(e) => return Err(TransportError::Ssh { host, operation: op, detail: e.to_string() }),
+    }
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|source| {
+        TransportError::Io { host: host.clone(), operation: op.clone(), source }
+    })?;
+    let local_addr = listener.local_addr().map_err(|source| TransportError::Io {
+        host: host.clone(),
+        operation: op.clone(),
+        source,
+    })?;
+    let task = tokio::spawn(async move {
+        // Each tunnel task is tied to this one: aborting the listener aborts them all.
+        let mut tunnels = tokio::task::JoinSet::new();
+        loop {
+            let Ok((mut socket, peer)) = listener.accept().await else { continue };
+            let handle = handle.clone();
+            let host = host.clone();
+            tunnels.spawn(async move {
+                let channel = handle
+                    .channel_open_direct_tcpip(
+                        "127.0.0.1",
+                        u32::from(remote_port),
+                        "127.0.0.1",
+                        u32::from(peer.port()),
+                    )
+                    .await;
+                match channel {
+                    Ok(ch) => {
+                        let mut stream = ch.into_stream();
+                        let _ = tokio::io::copy_bidirectional(&mut socket, &mut stream).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(host, "forward to 127.0.0.1:{remote_port} failed: {e}")
+                    }
+                }
+            });
+            while tunnels.try_join_next().is_some() {}
+        }
+    });
+    Ok(LocalForward::new(local_addr, Some(AbortOnDrop(task))))
 }
