@@ -11,4 +11,6 @@ pub mod model;
 pub mod plan;
 pub mod render;
 pub mod secrets;
+pub mod spec;
+pub mod validate;
 pub mod versions;

@@ -1,0 +1,131 @@
+//! The cluster spec `kubeforge.dev/v1alpha1` `Cluster`: its serde types, the hardened YAML
+//! parse (size, depth, alias and event budgets; duplicate keys and unknown fields refused) and
+//! the entry points that turn file bytes into a validated [`Cluster`] or every problem found.
+//! Pure: callers read the file and hand over its bytes.
+
+pub mod diagnostics;
+pub mod types;
+pub mod yaml;
+
+use serde_saphyr::Spanned;
+
+pub use diagnostics::{Diagnostics, Position, Problem};
+pub use types::ClusterSpec;
+pub use yaml::{MAX_SPEC_BYTES, Node};
+
+use crate::model::Cluster;
+
+/// A parsed spec with the node tree that locates its paths.
+pub struct Parsed {
+    pub spec: ClusterSpec,
+    pub tree: Spanned<Node>,
+}
+
+impl Parsed {
+    /// Where `path` (e.g. `spec.hosts[2].address`) is written.
+    pub fn locate(&self, path: &str) -> Position {
+        yaml::locate(&self.tree, path)
+    }
+}
+
+/// Parses and validates spec text. `origin` names the file in messages.
+pub fn load_str(source: &str, origin: &str) -> Result<Cluster, Diagnostics> {
+    let parsed = parse(source, origin)?;
+    let locate = |path: &str| parsed.locate(path);
+    crate::validate::validate(&parsed.spec, &locate)
+        .map_err(|problems| Diagnostics::new(origin, source, problems))
+}
+
+/// Like [`load_str`] for raw file bytes: checks size and encoding first.
+pub fn load_bytes(bytes: &[u8], origin: &str) -> Result<Cluster, Diagnostics> {
+    let source = decode(bytes, origin)?;
+    load_str(source, origin)
+}
+
+/// Checks size and encoding; the text without a UTF-8 byte-order mark.
+pub fn decode<'a>(bytes: &'a [u8], origin: &str) -> Result<&'a str, Diagnostics> {
+    let refuse = |position: Position, message: String, help: &str| {
+        Diagnostics::single(origin, Problem::new("", position, message, help))
+    };
+    if bytes.len() > MAX_SPEC_BYTES {
+        return Err(refuse(
+            Position::START,
+            format!(
+                "the file is {} bytes, more than the {} bytes a cluster spec may have",
+                bytes.len(),
+                MAX_SPEC_BYTES
+            ),
+            "check that this is the cluster spec; even 50,000 hosts fit in a few MiB",
+        ));
+    }
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        return Err(refuse(
+            Position::START,
+            "the file is UTF-16 encoded".into(),
+            "save it as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`)",
+        ));
+    }
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let good = e.valid_up_to();
+            // The text before the bad byte is valid, so positions there are exact.
+            let prefix = std::str::from_utf8(&bytes[..good]).unwrap_or("");
+            let position = Position::of_offset(prefix, good, 0);
+            let bad = bytes.get(good).copied().unwrap_or(0);
+            Err(refuse(
+                position,
+                format!(
+                    "the file is not valid UTF-8: byte 0x{bad:02X} at line {} column {} (byte offset {good})",
+                    position.line, position.column
+                ),
+                "save the file as UTF-8 (e.g. `iconv -f LATIN1 -t UTF-8`); YAML specs must be UTF-8",
+            ))
+        }
+    }
+}
+
+/// Parses spec text into its serde types, keeping the node tree for positions. Structural
+/// problems (unknown fields, wrong types, missing fields) are all reported at once.
+pub fn parse(source: &str, origin: &str) -> Result<Parsed, Diagnostics> {
+    let fail = |problems: Vec<Problem>| Diagnostics::new(origin, source, problems);
+    if source.len() > MAX_SPEC_BYTES {
+        return Err(decode(source.as_bytes(), origin).err().unwrap_or_else(|| fail(Vec::new())));
+    }
+    let tree =
+        yaml::parse_tree(source).map_err(|e| fail(vec![yaml::problem_from_error(&e, None)]))?;
+    if let Some(problem) = document_shape(&tree) {
+        return Err(fail(vec![problem]));
+    }
+    let structural = structure::check(&tree);
+    if !structural.is_empty() {
+        return Err(fail(structural));
+    }
+    match serde_saphyr::from_str_with_options::<ClusterSpec>(source, yaml::options()) {
+        Ok(spec) => Ok(Parsed { spec, tree }),
+        Err(e) => Err(fail(vec![yaml::problem_from_error(&e, Some(&tree))])),
+    }
+}
+
+mod structure;
+
+/// An empty file or a top level that is not a mapping.
+fn document_shape(tree: &Spanned<Node>) -> Option<Problem> {
+    let position = yaml::position(&tree.referenced);
+    match &tree.value {
+        Node::Null => Some(Problem::new(
+            "",
+            Position::START,
+            "the file is empty",
+            "write a cluster spec; `kubeforge init` writes a commented example",
+        )),
+        Node::Map(_) => None,
+        other => Some(Problem::new(
+            "",
+            position,
+            format!("the document is {}, not a mapping", other.kind()),
+            "a cluster spec is a mapping with apiVersion, kind, metadata and spec; `kubeforge init` writes an example",
+        )),
+    }
+}
