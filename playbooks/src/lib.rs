@@ -8,6 +8,7 @@ pub mod etcd_membership;
 pub mod diff;
 pub mod facts;
 pub mod model;
+pub mod pki_inputs;
 pub mod plan;
 pub mod render;
 pub mod secrets;

@@ -1,0 +1,69 @@
+//! Maps the validated model to `kubeforge-pki`'s request: for each control plane, etcd member
+//! and kubelet host the names, addresses and API endpoints its certificates and kubeconfigs
+//! carry. It decides which server each kubeconfig talks to; the PKI crate applies kubeadm's
+//! certificate rules. Pure: no I/O.
+
+use kubeforge_pki::{ApiServerNames, ControlPlane, EtcdMember, Node, PkiRequest};
+
+use crate::model::{Cluster, Endpoint, EndpointHost, Host};
+
+/// kubeadm's default `bindPort`: every apiserver listens here on its own address.
+pub const API_SERVER_PORT: u16 = 6443;
+
+/// `https://<address>:6443`, the host's own apiserver.
+pub fn local_api_server_url(host: &Host) -> String {
+    format!("https://{}", Endpoint::ip(host.address, API_SERVER_PORT))
+}
+
+/// The server a node's kubelet.conf uses: its local apiserver on control planes from v1.33
+/// (kubeadm's `ControlPlaneKubeletLocalMode`), the control-plane endpoint everywhere else.
+pub fn kubelet_server_url(cluster: &Cluster, host: &Host) -> String {
+    let local_mode = cluster.kubernetes_version.major > 1 || cluster.kubernetes_version.minor >= 33;
+    if host.is_control_plane() && local_mode {
+        local_api_server_url(host)
+    } else {
+        cluster.api_server_url()
+    }
+}
+
+/// The PKI request for the whole cluster.
+pub fn pki_request(cluster: &Cluster) -> PkiRequest {
+    let endpoint_host = cluster.control_plane_endpoint.as_ref().map(|ep| match &ep.host {
+        EndpointHost::Ip(ip) => ip.to_string(),
+        EndpointHost::Dns(name) => name.clone(),
+    });
+    PkiRequest {
+        cluster_name: cluster.name.clone(),
+        key_algorithm: cluster.pki.key_algorithm,
+        certificate_validity: cluster.pki.certificate_validity,
+        ca_validity: cluster.pki.ca_validity,
+        api_server: ApiServerNames {
+            service_ip: cluster.network.api_service_ip(),
+            cluster_domain: cluster.network.cluster_domain.clone(),
+            endpoint_host,
+            vip: cluster.load_balancer.vip,
+            extra_sans: cluster.pki.extra_sans.clone(),
+        },
+        cluster_server: cluster.api_server_url(),
+        control_planes: cluster
+            .control_planes()
+            .map(|h| ControlPlane {
+                name: h.name.clone(),
+                address: h.address,
+                local_server: local_api_server_url(h),
+            })
+            .collect(),
+        etcd_members: cluster
+            .etcd_members()
+            .map(|h| EtcdMember { name: h.name.clone(), address: h.address })
+            .collect(),
+        nodes: cluster
+            .kubelet_hosts()
+            .map(|h| Node {
+                name: h.name.clone(),
+                address: h.address,
+                kubelet_server: kubelet_server_url(cluster, h),
+            })
+            .collect(),
+    }
+}
