@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod commands;
 pub mod context;
+pub mod lab;
 pub mod exec;
 pub mod gather;
 pub mod secrets_store;
