@@ -154,10 +154,10 @@ impl Sshd {
         std::thread::spawn(move || {
             let mut ready = Some(ready_tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("Server listening on") {
-                    if let Some(tx) = ready.take() {
-                        let _ = tx.send(());
-                    }
+                if line.contains("Server listening on")
+                    && let Some(tx) = ready.take()
+                {
+                    let _ = tx.send(());
                 }
                 if let Ok(mut l) = sink.lock() {
                     l.push_str(&line);

@@ -18,12 +18,22 @@ use russh::keys::{HashAlg, PrivateKeyWithHashAlg};
 use super::TransportError;
 use super::known_hosts::fingerprint;
 
+/// Where keys come from besides an explicit identity file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeySources<'a> {
+    /// ssh-agent's socket (`SSH_AUTH_SOCK`).
+    pub agent_socket: Option<&'a Path>,
+    /// The directory holding `id_ed25519`, `id_ecdsa`, `id_rsa` (`~/.ssh`).
+    pub default_key_dir: Option<&'a Path>,
+}
+
 /// Authenticates `user` on a connected handle, or says what was tried.
 pub async fn authenticate<H: russh::client::Handler>(
     handle: &mut Handle<H>,
     host: &str,
     user: &str,
     identity_file: Option<&Path>,
+    sources: &KeySources<'_>,
 ) -> Result<(), TransportError> {
     let ssh_err = |operation: &str, e: russh::Error| TransportError::Ssh {
         host: host.to_string(),
@@ -42,7 +52,11 @@ pub async fn authenticate<H: russh::client::Handler>(
         None => None,
     };
     // ssh-agent first (absent or unreachable agent: silently skipped, like ssh).
-    if let Ok(mut agent) = AgentClient::connect_env().await {
+    let agent = match sources.agent_socket {
+        Some(sock) => AgentClient::connect_uds(sock).await.ok(),
+        None => None,
+    };
+    if let Some(mut agent) = agent {
         let identities = agent.request_identities().await.unwrap_or_default();
         for identity in identities {
             let AgentIdentity::PublicKey { key, comment } = identity else { continue };
@@ -63,7 +77,10 @@ pub async fn authenticate<H: russh::client::Handler>(
 
     let files: Vec<PathBuf> = match identity_file {
         Some(path) => vec![path.to_path_buf()],
-        None => default_key_files(),
+        None => sources
+            .default_key_dir
+            .map(|dir| ["id_ed25519", "id_ecdsa", "id_rsa"].iter().map(|n| dir.join(n)).collect())
+            .unwrap_or_default(),
     };
     let explicit = identity_file.is_some();
     for path in files {
@@ -119,9 +136,4 @@ fn public_key_of(private: &Path) -> Option<PublicKey> {
     let mut name = private.as_os_str().to_owned();
     name.push(".pub");
     PublicKey::read_openssh_file(Path::new(&name)).ok()
-}
-
-fn default_key_files() -> Vec<PathBuf> {
-    let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else { return Vec::new() };
-    ["id_ed25519", "id_ecdsa", "id_rsa"].iter().map(|n| home.join(".ssh").join(n)).collect()
 }

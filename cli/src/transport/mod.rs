@@ -515,6 +515,11 @@ pub struct ConnectOptions {
     pub default_command_timeout: Duration,
     /// Channels open at once per connection (OpenSSH's MaxSessions defaults to 10).
     pub max_channels_per_connection: usize,
+    /// The ssh-agent socket; by default `$SSH_AUTH_SOCK`. `None`: no agent.
+    pub agent_socket: Option<PathBuf>,
+    /// Where `id_ed25519`, `id_ecdsa` and `id_rsa` are looked for when a host names no
+    /// identity file; by default `$HOME/.ssh`.
+    pub default_key_dir: Option<PathBuf>,
 }
 
 impl Default for ConnectOptions {
@@ -526,6 +531,10 @@ impl Default for ConnectOptions {
             inactivity_timeout: Duration::from_secs(60),
             default_command_timeout: Duration::from_secs(600),
             max_channels_per_connection: 8,
+            agent_socket: std::env::var_os("SSH_AUTH_SOCK")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            default_key_dir: std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh")),
         }
     }
 }

@@ -73,13 +73,15 @@ impl russh::client::Handler for ClientHandler {
 
 pub(crate) type SshHandle = Handle<ClientHandler>;
 
+/// A cache slot: locked while its connection is being made, so each is made once.
+type Slot<T> = Arc<AsyncMutex<Option<Arc<T>>>>;
+
 /// Opens SSH transports and keeps them: one connection per host and per bastion.
 pub struct SshConnector {
     options: ConnectOptions,
     known_hosts: std::sync::Mutex<BTreeMap<PathBuf, Arc<KnownHosts>>>,
-    hosts: AsyncMutex<BTreeMap<String, Arc<AsyncMutex<Option<Arc<SshTransport>>>>>>,
-    bastions:
-        AsyncMutex<BTreeMap<(BastionTarget, PathBuf), Arc<AsyncMutex<Option<Arc<SshHandle>>>>>>,
+    hosts: AsyncMutex<BTreeMap<String, Slot<SshTransport>>>,
+    bastions: AsyncMutex<BTreeMap<(BastionTarget, PathBuf), Slot<SshHandle>>>,
 }
 
 impl std::fmt::Debug for SshConnector {
@@ -280,7 +282,12 @@ async fn open_session(
             detail: e.to_string(),
         },
     })?;
-    auth::authenticate(&mut handle, &hop.label, &hop.user, hop.identity_file.as_deref()).await?;
+    let sources = auth::KeySources {
+        agent_socket: options.agent_socket.as_deref(),
+        default_key_dir: options.default_key_dir.as_deref(),
+    };
+    auth::authenticate(&mut handle, &hop.label, &hop.user, hop.identity_file.as_deref(), &sources)
+        .await?;
     Ok(handle)
 }
 
@@ -518,20 +525,19 @@ impl SshTransport {
             })?;
         let mode = format!("{:o}", file.mode & 0o7777);
         let owner = format!("{}:{}", file.owner, file.group);
-        if let Some(st) = self.stat(&file.path).await? {
-            if st.sha256 == local_sha {
-                if st.mode == file.mode & 0o7777 && st.owner == file.owner && st.group == file.group
-                {
-                    return Ok(PutOutcome::Unchanged);
-                }
-                let script = r#"chown -- "$2" "$1" && chmod -- "$3" "$1""#;
-                let out = self.script(script, &[&file.path, &owner, &mode], Stdin::None).await?;
-                return if out.success() {
-                    Ok(PutOutcome::MetadataChanged)
-                } else {
-                    Err(self.failed(&format!("chown {owner} / chmod {mode} {}", file.path), &out))
-                };
+        if let Some(st) = self.stat(&file.path).await?
+            && st.sha256 == local_sha
+        {
+            if st.mode == file.mode & 0o7777 && st.owner == file.owner && st.group == file.group {
+                return Ok(PutOutcome::Unchanged);
             }
+            let script = r#"chown -- "$2" "$1" && chmod -- "$3" "$1""#;
+            let out = self.script(script, &[&file.path, &owner, &mode], Stdin::None).await?;
+            return if out.success() {
+                Ok(PutOutcome::MetadataChanged)
+            } else {
+                Err(self.failed(&format!("chown {owner} / chmod {mode} {}", file.path), &out))
+            };
         }
         // Temporary file in the same directory (so rename is atomic), 0600 from mktemp while the
         // bytes arrive, verified against the local sha256, then chown, chmod and rename.
