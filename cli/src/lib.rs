@@ -9,4 +9,5 @@ pub mod lab;
 pub mod exec;
 pub mod gather;
 pub mod secrets_store;
+pub mod spec_file;
 pub mod transport;

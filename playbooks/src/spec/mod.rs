@@ -129,3 +129,9 @@ fn document_shape(tree: &Spanned<Node>) -> Option<Problem> {
         )),
     }
 }
+
+/// The JSON Schema of the spec, as `kubeforge schema` prints it.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(ClusterSpec);
+    serde_json::to_value(&schema).unwrap_or(serde_json::Value::Null)
+}
