@@ -9,5 +9,6 @@ pub mod lab;
 pub mod exec;
 pub mod gather;
 pub mod secrets_store;
+pub mod state;
 pub mod spec_file;
 pub mod transport;

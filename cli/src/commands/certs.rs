@@ -1,15 +1,283 @@
-//! `kubeforge certs`: not built yet (see the open issues).
+//! `kubeforge certs`: generate, inspect, renew and (as a plan) rotate the cluster PKI in the
+//! state dir. The decisions are kubeforge-pki's; this module loads the spec and the state dir,
+//! injects the clock and the OS random generator, saves the result and prints the report.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
-use crate::context::Global;
+use kubeforge_pki::{ExpiryStatus, RenewSelection, Report, SerialSource, Store};
+use kubeforge_playbooks::model::Cluster;
+use kubeforge_playbooks::pki_inputs::pki_request;
+use miette::{IntoDiagnostic as _, WrapErr as _, miette};
+use time::OffsetDateTime;
+
+use crate::context::{Global, OutputFormat};
+use crate::state::{SaveSummary, StateDir};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Create missing certificates and keys in the state dir.
+    /// Create missing certificates and keys in the state dir, reuse valid ones and reissue
+    /// leaves the spec no longer matches (saying which and why).
     Generate,
+    /// List every certificate and kubeconfig with its host, subject, signer and expiry.
+    CheckExpiration,
+    /// Reissue leaf certificates with new keys and serials (never CAs).
+    Renew(RenewArgs),
+    /// Show the phased procedure for replacing the cluster CAs.
+    RotateCa(RotateCaArgs),
 }
 
-pub fn run(_global: &Global, _cmd: Command) -> miette::Result<ExitCode> {
-    Err(miette::miette!("`kubeforge certs` is not built yet"))
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["all", "names"])))]
+pub struct RenewArgs {
+    /// Renew every leaf certificate and kubeconfig.
+    #[arg(long)]
+    pub all: bool,
+    /// kubeadm names (apiserver, admin.conf, etcd-server, kubelet.conf, ...), or HOST/NAME.
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RotateCaArgs {
+    /// Print the procedure without changing anything (the only mode for now).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Serial-number randomness from the OS generator; a failure is remembered and makes the
+/// command stop before anything is saved.
+#[derive(Debug, Default)]
+pub struct OsSerials {
+    failed: bool,
+}
+
+impl SerialSource for OsSerials {
+    fn fill(&mut self, buf: &mut [u8]) {
+        if aws_lc_rs::rand::fill(buf).is_err() {
+            self.failed = true;
+        }
+    }
+}
+
+impl OsSerials {
+    fn check(&self) -> miette::Result<()> {
+        if self.failed {
+            return Err(miette!(
+                "the operating system's random generator failed; nothing was saved"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The validated spec named by `-f`.
+pub(crate) fn load_cluster(global: &Global) -> miette::Result<Cluster> {
+    Err(miette!("cannot read {}: the spec loader is not built yet", global.file.display()))
+}
+
+pub fn run(global: &Global, cmd: Command) -> miette::Result<ExitCode> {
+    let cluster = load_cluster(global)?;
+    let state = StateDir::open(&global.state_dir(&cluster.name))?;
+    match cmd {
+        Command::Generate => generate(&cluster, &state, global.output),
+        Command::CheckExpiration => {
+            check_expiration(&state, global.output, OffsetDateTime::now_utc())
+        }
+        Command::Renew(args) => {
+            let selection =
+                if args.all { RenewSelection::All } else { RenewSelection::Names(args.names) };
+            renew(&cluster, &state, &selection, global.output)
+        }
+        Command::RotateCa(args) => rotate_ca(&cluster, &state, args.dry_run),
+    }
+}
+
+fn pki_error(e: kubeforge_pki::PkiError) -> miette::Report {
+    miette!("{e}")
+}
+
+/// Brings the state dir's PKI in line with the spec and saves it. Used by `certs generate`
+/// and `render`.
+pub fn generate_and_save(
+    cluster: &Cluster,
+    state: &StateDir,
+) -> miette::Result<(Store, Report, SaveSummary)> {
+    let old = state.load_pki()?;
+    let mut serials = OsSerials::default();
+    let outcome = kubeforge_pki::generate(
+        &pki_request(cluster),
+        &old,
+        OffsetDateTime::now_utc(),
+        &mut serials,
+    )
+    .map_err(pki_error)
+    .wrap_err_with(|| format!("certs generate: state dir {}", state.root().display()))?;
+    serials.check()?;
+    let summary = state.save_pki(&old, &outcome.store, &outcome.report.replaced_files())?;
+    Ok((outcome.store, outcome.report, summary))
+}
+
+fn print_report(
+    report: &Report,
+    summary: &SaveSummary,
+    output: OutputFormat,
+) -> miette::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match output {
+        OutputFormat::Json => {
+            let mut json = report.to_json();
+            json["backupDir"] =
+                serde_json::json!(summary.backup_dir.as_ref().map(|p| p.display().to_string()));
+            writeln!(out, "{json:#}").into_diagnostic()?;
+        }
+        OutputFormat::Human => {
+            write!(out, "{report}").into_diagnostic()?;
+            if let Some(dir) = &summary.backup_dir {
+                writeln!(out, "previous versions of replaced files: {}", dir.display())
+                    .into_diagnostic()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn generate(
+    cluster: &Cluster,
+    state: &StateDir,
+    output: OutputFormat,
+) -> miette::Result<ExitCode> {
+    let (_, report, summary) = generate_and_save(cluster, state)?;
+    print_report(&report, &summary, output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the expiry table (or JSON); exit status 1 when anything has expired.
+pub fn check_expiration(
+    state: &StateDir,
+    output: OutputFormat,
+    now: OffsetDateTime,
+) -> miette::Result<ExitCode> {
+    let store = state.load_pki()?;
+    if store.is_empty() {
+        return Err(miette!(
+            help = "run `kubeforge certs generate` first",
+            "no PKI in {}",
+            state.pki_dir().display()
+        ));
+    }
+    let entries = kubeforge_pki::check_expiration(&store, now).map_err(pki_error)?;
+    let mut out = std::io::stdout().lock();
+    match output {
+        OutputFormat::Json => {
+            let json: Vec<_> = entries
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "host": e.host, "name": e.name, "path": e.path, "subject": e.subject,
+                        "signer": e.signer, "ca": e.is_ca, "notAfter": e.not_after_rfc3339(),
+                        "residualSeconds": e.residual_seconds, "residual": e.residual(),
+                        "externallyManaged": e.externally_managed,
+                        "status": match e.status { ExpiryStatus::Ok => "ok", ExpiryStatus::Warning => "warning", ExpiryStatus::Expired => "expired" },
+                    })
+                })
+                .collect();
+            writeln!(out, "{:#}", serde_json::Value::Array(json)).into_diagnostic()?;
+        }
+        OutputFormat::Human => {
+            let rows: Vec<[String; 7]> = entries
+                .iter()
+                .map(|e| {
+                    [
+                        e.host.clone().unwrap_or_else(|| "-".into()),
+                        e.name.clone(),
+                        e.subject.clone(),
+                        e.signer.clone(),
+                        e.not_after_rfc3339(),
+                        e.residual(),
+                        if e.externally_managed { "yes".into() } else { "no".into() },
+                    ]
+                })
+                .collect();
+            let header = [
+                "HOST",
+                "CERTIFICATE",
+                "SUBJECT",
+                "SIGNER",
+                "EXPIRES",
+                "RESIDUAL",
+                "EXTERNALLY MANAGED",
+            ]
+            .map(String::from);
+            let mut widths = header.clone().map(|h| h.len());
+            for row in &rows {
+                for (w, cell) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+            for row in std::iter::once(&header).chain(rows.iter()) {
+                let line: Vec<String> =
+                    row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+                writeln!(out, "{}", line.join("  ").trim_end()).into_diagnostic()?;
+            }
+        }
+    }
+    for e in &entries {
+        match e.status {
+            ExpiryStatus::Warning => eprintln!(
+                "warning: {} expires in {} ({})",
+                e.path,
+                e.residual(),
+                e.not_after_rfc3339()
+            ),
+            ExpiryStatus::Expired => {
+                eprintln!("error: {} expired on {}", e.path, e.not_after_rfc3339())
+            }
+            ExpiryStatus::Ok => {}
+        }
+    }
+    let expired = entries.iter().any(|e| e.status == ExpiryStatus::Expired);
+    Ok(if expired { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+pub fn renew(
+    cluster: &Cluster,
+    state: &StateDir,
+    selection: &RenewSelection,
+    output: OutputFormat,
+) -> miette::Result<ExitCode> {
+    let old = state.load_pki()?;
+    let mut serials = OsSerials::default();
+    let outcome = kubeforge_pki::renew(
+        &pki_request(cluster),
+        &old,
+        OffsetDateTime::now_utc(),
+        &mut serials,
+        selection,
+    )
+    .map_err(pki_error)
+    .wrap_err("certs renew: nothing was changed")?;
+    serials.check()?;
+    let summary = state.save_pki(&old, &outcome.store, &outcome.report.replaced_files())?;
+    print_report(&outcome.report, &summary, output)?;
+    if output == OutputFormat::Human {
+        println!(
+            "The renewed certificates are in the state dir only: `kubeforge apply` distributes them and restarts kube-apiserver, kube-controller-manager, kube-scheduler, etcd and kubelets so they use them."
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rotate_ca(cluster: &Cluster, state: &StateDir, dry_run: bool) -> miette::Result<ExitCode> {
+    if !dry_run {
+        return Err(miette!(
+            help = "run `kubeforge certs rotate-ca --dry-run` to see the procedure",
+            "executing a CA rotation is not built yet"
+        ));
+    }
+    let store = state.load_pki()?;
+    let plan =
+        kubeforge_pki::plan_ca_rotation(&pki_request(cluster), &store, OffsetDateTime::now_utc())
+            .map_err(pki_error)?;
+    print!("{plan}");
+    Ok(ExitCode::SUCCESS)
 }
