@@ -141,6 +141,7 @@ fn probe_output(
     let swaps = if m.swap_on { "\n/dev/vda3 partition 1000 0 -2" } else { "" };
     sec("swaps", "", &format!("Filename Type Size Used Priority{swaps}"));
     sec("hostname", "", &m.hostname);
+    sec("filesystems", "", "nodev\tsysfs\nnodev\toverlay\n\text4");
     sec("ports-ss", "", "LISTEN 0 128 0.0.0.0:22 0.0.0.0:*");
     for unit in &req.units {
         let (a, e) = m.units.get(unit).cloned().unwrap_or(("inactive".into(), String::new()));

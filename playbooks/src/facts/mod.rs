@@ -13,9 +13,9 @@ use serde::Serialize;
 
 pub(crate) use parse::normalize_sysctl;
 pub use parse::{
-    clock_offset_ms, parse_binary_version, parse_meminfo_total_kib, parse_os_release,
-    parse_ports_proc_net_tcp, parse_ports_ss, parse_probe_output, parse_sha256sum, parse_stat,
-    parse_swaps, parse_unit_state,
+    clock_offset_ms, parse_binary_version, parse_filesystems, parse_meminfo_total_kib,
+    parse_os_release, parse_ports_proc_net_tcp, parse_ports_ss, parse_probe_output,
+    parse_sha256sum, parse_stat, parse_swaps, parse_unit_state,
 };
 pub use script::probe_script;
 
@@ -55,6 +55,8 @@ pub struct HostFacts {
     pub hostname: String,
     /// Host clock minus the operator's clock, in milliseconds (midpoint of the probe's round trip).
     pub clock_offset_ms: i64,
+    /// File system types the kernel supports (`/proc/filesystems`), e.g. `overlay`.
+    pub filesystems: BTreeSet<String>,
     /// TCP ports something listens on.
     pub listening_ports: BTreeSet<u16>,
     pub units: BTreeMap<String, UnitState>,

@@ -58,6 +58,11 @@ pub fn parse_swaps(text: &str) -> Result<Vec<SwapArea>, FactsError> {
     Ok(swaps)
 }
 
+/// `/proc/filesystems`: `[nodev]\t<type>` per line.
+pub fn parse_filesystems(text: &str) -> BTreeSet<String> {
+    text.lines().filter_map(|l| l.split_whitespace().last()).map(str::to_string).collect()
+}
+
 /// The port of a local address as `ss` prints it: `0.0.0.0:22`, `[::]:22`, `*:22`,
 /// `127.0.0.1%lo:53`.
 fn port_of(local: &str) -> Option<u16> {
@@ -321,6 +326,7 @@ pub fn parse_probe_output(
         memory_kib: parse_meminfo_total_kib(one("meminfo")?)?,
         swaps: parse_swaps(one("swaps")?)?,
         hostname: one("hostname")?.trim().to_string(),
+        filesystems: parse_filesystems(one("filesystems")?),
         clock_offset_ms: clock_offset_ms(one("clock")?, window)?,
         listening_ports,
         units,

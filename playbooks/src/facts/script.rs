@@ -27,6 +27,7 @@ pub fn probe_script(request: &ProbeRequest) -> String {
          s nproc ''; nproc 2>/dev/null || grep -c ^processor /proc/cpuinfo\n\
          s meminfo ''; cat /proc/meminfo\n\
          s swaps ''; cat /proc/swaps\n\
+         s filesystems ''; cat /proc/filesystems\n\
          s hostname ''; cat /proc/sys/kernel/hostname\n\
          if command -v ss >/dev/null 2>&1; then s ports-ss ''; ss -Htln; \
          else s ports-proc ''; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; fi\n",

@@ -44,6 +44,12 @@ fn meminfo_and_swaps() {
 }
 
 #[test]
+fn filesystems_list() {
+    let fs = parse_filesystems("nodev\tsysfs\nnodev\toverlay\n\text4\n");
+    assert_eq!(fs.into_iter().collect::<Vec<_>>(), ["ext4", "overlay", "sysfs"]);
+}
+
+#[test]
 fn ports_from_ss_and_proc_net_tcp() {
     let ss = "LISTEN 0      128    0.0.0.0:2024 0.0.0.0:*\nLISTEN 0      4096   127.0.0.1:2379 0.0.0.0:*\nLISTEN 0      128    [::]:22 [::]:*\nLISTEN 0      4096   *:10250 *:*\nLISTEN 0      4096   127.0.0.53%lo:53 0.0.0.0:*\n";
     assert_eq!(
@@ -161,6 +167,7 @@ fn probe_script_runs_under_sh_and_parses() {
     assert!(facts.cpus >= 1 && facts.memory_kib > 0 && !facts.hostname.is_empty());
     assert!(facts.clock_offset_ms.abs() < 1000, "{}", facts.clock_offset_ms);
     assert!(!facts.os.id.is_empty());
+    assert!(facts.filesystems.contains("proc"), "{:?}", facts.filesystems);
     assert_eq!(facts.sysctls["kernel.ostype"].as_deref(), Some("Linux"));
     assert_eq!(facts.sysctls["no.such.key"], None);
     assert!(facts.paths_exist[&s(dir.path())]);

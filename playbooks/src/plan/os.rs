@@ -21,12 +21,40 @@ pub(crate) fn owns(path: &str) -> bool {
     path.starts_with(MODULES_DIR) || path.starts_with(SYSCTL_DIR)
 }
 
-/// Where the kernel shows a module is available. Built-in modules have no `/proc/modules` line,
-/// so evidence is a path the module creates.
-pub(crate) fn module_evidence(module: &str) -> String {
-    match module {
-        "br_netfilter" => "/proc/sys/net/bridge".to_string(),
-        other => format!("/sys/module/{other}"),
+/// How to tell that a kernel module is available. Built-in modules have no `/proc/modules`
+/// line and containers often have no `/sys/module`, so each module has its own evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ModuleEvidence {
+    /// A path the module creates.
+    Path(String),
+    /// A file system type the module registers in `/proc/filesystems`.
+    Filesystem(String),
+}
+
+impl ModuleEvidence {
+    pub(crate) fn of(module: &str) -> Self {
+        match module {
+            "overlay" => ModuleEvidence::Filesystem("overlay".into()),
+            "br_netfilter" => ModuleEvidence::Path("/proc/sys/net/bridge".into()),
+            other => ModuleEvidence::Path(format!("/sys/module/{other}")),
+        }
+    }
+
+    pub(crate) fn holds(&self, facts: &HostFacts) -> bool {
+        match self {
+            ModuleEvidence::Path(p) => facts.paths_exist.get(p) == Some(&true),
+            ModuleEvidence::Filesystem(fs) => facts.filesystems.contains(fs),
+        }
+    }
+
+    /// The same test as a command, for the step's `unless` probe.
+    fn probe(&self) -> Vec<String> {
+        match self {
+            ModuleEvidence::Path(p) => vec!["test".into(), "-e".into(), p.clone()],
+            ModuleEvidence::Filesystem(fs) => {
+                vec!["grep".into(), "-qw".into(), fs.clone(), "/proc/filesystems".into()]
+            }
+        }
     }
 }
 
@@ -68,7 +96,9 @@ fn sysctls(tree: &RenderTree, host: &str) -> Vec<(String, String)> {
 
 pub(crate) fn extend_request(tree: &RenderTree, host: &str, request: &mut ProbeRequest) {
     for module in modules(tree, host) {
-        request.paths_exist.insert(module_evidence(&module));
+        if let ModuleEvidence::Path(p) = ModuleEvidence::of(&module) {
+            request.paths_exist.insert(p);
+        }
     }
     for (key, _) in sysctls(tree, host) {
         request.sysctls.insert(key);
@@ -87,11 +117,11 @@ pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) ->
         }
     }
     for module in modules(input.tree, &host.name) {
-        let evidence = module_evidence(&module);
-        if facts.paths_exist.get(&evidence) != Some(&true) {
+        let evidence = ModuleEvidence::of(&module);
+        if !evidence.holds(facts) {
             steps.push(Step::Run(Run {
                 argv: vec!["modprobe".into(), module.clone()],
-                unless: Some(vec!["test".into(), "-e".into(), evidence]),
+                unless: Some(evidence.probe()),
                 why: format!("kernel module {module} is not loaded"),
             }));
         }

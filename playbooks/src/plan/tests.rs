@@ -110,6 +110,7 @@ pub(crate) fn fresh_facts(hostname: &str) -> HostFacts {
             size_kib: 1_000_000,
         }],
         hostname: hostname.into(),
+        filesystems: BTreeSet::from(["ext4".to_string(), "overlay".to_string()]),
         clock_offset_ms: 12,
         listening_ports: BTreeSet::from([22]),
         units: BTreeMap::from([
@@ -141,10 +142,7 @@ pub(crate) fn fresh_facts(hostname: &str) -> HostFacts {
             ("/etc/sysctl.d/99-kubernetes.conf".into(), FileState::Absent),
             ("/etc/kubernetes/pki/ca.key".into(), FileState::Absent),
         ]),
-        paths_exist: BTreeMap::from([
-            ("/sys/module/overlay".into(), true),
-            ("/proc/sys/net/bridge".into(), false),
-        ]),
+        paths_exist: BTreeMap::from([("/proc/sys/net/bridge".into(), false)]),
         sysctls: BTreeMap::from([
             ("net.ipv4.ip_forward".into(), Some("0".into())),
             ("net.bridge.bridge-nf-call-iptables".into(), None),
@@ -203,8 +201,12 @@ pub(crate) fn simulate(plan: &Plan, facts: &mut BTreeMap<String, HostProbe>) {
                     }
                     Step::Run(r) => match r.argv[0].as_str() {
                         "modprobe" => {
-                            let ev = os::module_evidence(&r.argv[1]);
-                            f.paths_exist.insert(ev, true);
+                            match os::ModuleEvidence::of(&r.argv[1]) {
+                                os::ModuleEvidence::Path(p) => f.paths_exist.insert(p, true),
+                                os::ModuleEvidence::Filesystem(fs) => {
+                                    Some(f.filesystems.insert(fs))
+                                }
+                            };
                         }
                         "sysctl" => {
                             let (k, v) = r.argv[2].split_once('=').unwrap();
