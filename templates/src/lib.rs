@@ -71,6 +71,7 @@ fn build_engine() -> Result<Tera, String> {
     // Nothing we render is HTML: never escape.
     tera.autoescape_on(Vec::<&str>::new());
     tera.register_filter("quote", quote);
+    tera.register_filter("yaml", yaml_scalar);
     tera.add_raw_templates(TEMPLATES.iter().copied()).map_err(|e| report(&e))?;
     Ok(tera)
 }
@@ -94,6 +95,29 @@ fn quote(value: &str, _: Kwargs, _: &State) -> String {
     }
     out.push('"');
     out
+}
+
+/// A YAML string scalar: bare when YAML (1.1 and 1.2) reads it back as the same string, as
+/// kubeadm writes flags (`--profiling=false`), otherwise [`quote`]d.
+fn yaml_scalar(value: &str, kwargs: Kwargs, state: &State) -> String {
+    if plain_yaml_safe(value) { value.to_string() } else { quote(value, kwargs, state) }
+}
+
+fn plain_yaml_safe(value: &str) -> bool {
+    const SPECIAL: [&str; 12] =
+        ["true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", "nan", "inf"];
+    let Some(first) = value.chars().next() else { return false };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_./=,*+@%-".contains(c);
+    let numeric_start = first.is_ascii_digit()
+        || first == '.'
+        || first == '+'
+        || (first == '-' && value[1..].starts_with(|c: char| c.is_ascii_digit() || c == '.'));
+    value.chars().all(|c| allowed(c) || c == ':')
+        && !value.contains("::")
+        && !value.ends_with(':')
+        && !numeric_start
+        && !"*&!|>%@,".contains(first)
+        && !SPECIAL.contains(&value.to_ascii_lowercase().as_str())
 }
 
 fn report(e: &tera::Error) -> String {
@@ -145,6 +169,20 @@ mod tests {
         let err = render_named("node/crictl.yaml.tera", &Missing { unrelated: 1 }).unwrap_err();
         assert_eq!(err.template, "node/crictl.yaml.tera");
         assert!(err.message.contains("runtime_endpoint"), "{}", err.message);
+    }
+
+    #[test]
+    fn yaml_scalars_stay_strings() {
+        for plain in
+            ["--profiling=false", "kube-apiserver", "/etc/kubernetes/pki", "--controllers=*,x"]
+        {
+            assert!(plain_yaml_safe(plain), "{plain}");
+        }
+        for quoted in
+            ["true", "No", "6443", "10.0.0.1", "250m x", "a: b", "", "-1", "*x", "x:", "::1"]
+        {
+            assert!(!plain_yaml_safe(quoted), "{quoted}");
+        }
     }
 
     #[test]
