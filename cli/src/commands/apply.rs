@@ -1,12 +1,109 @@
-//! `kubeforge apply`: not built yet (see the open issues).
+//! `kubeforge apply`: take the state dir's lock, build the same plan `kubeforge plan` shows,
+//! print it, ask (unless `--yes`), then execute it with progress bars (or JSON event lines),
+//! an audit log in the state dir, Ctrl-C stopping at the next step boundary, and a report of
+//! every failing host. Re-running after a failure resumes: the new plan holds only what is left.
 
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
-use crate::context::Global;
+use miette::{IntoDiagnostic as _, miette};
+
+use super::plan::{Args as PlanArgs, prepare, print_plan};
+use crate::context::{Global, OutputFormat};
+use crate::exec::events::{EventSink, JsonLines};
+use crate::exec::lock::ApplyLock;
+use crate::exec::progress::ProgressBars;
+use crate::exec::{AuditLog, ExecOptions, execute};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+}
 
-pub fn run(_global: &Global, _args: Args) -> miette::Result<ExitCode> {
-    Err(miette::miette!("`kubeforge apply` is not built yet"))
+pub fn run(global: &Global, args: Args) -> miette::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
+    runtime.block_on(apply(global, args))
+}
+
+async fn apply(global: &Global, args: Args) -> miette::Result<ExitCode> {
+    // The lock comes first: two applies must not even plan against each other's changes.
+    let cluster_name = crate::spec_file::load(&global.file)?.name;
+    let lock = ApplyLock::acquire(&global.state_dir(&cluster_name)).map_err(|e| miette!("{e}"))?;
+    let prepared = prepare(global, &args.plan).await?;
+    let plan = &prepared.plan;
+    print_plan(global.output, plan)?;
+    let unbuilt = plan.unbuilt_phases();
+    if !unbuilt.is_empty() {
+        let names: Vec<&str> = unbuilt.iter().map(|p| p.name()).collect();
+        return Err(miette!(
+            help = "apply the phases this version builds with `--until runtime`",
+            "phases {} are not built in this version of kubeforge; nothing was changed",
+            names.join(", ")
+        ));
+    }
+    if plan.has_no_steps() && plan.blocked.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !plan.has_no_steps() && !global.yes && !confirm(plan.hosts_with_steps().len())? {
+        eprintln!("Nothing was changed.");
+        return Ok(ExitCode::FAILURE);
+    }
+
+    let stamp = time::OffsetDateTime::now_utc();
+    let name = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}",
+        stamp.year(),
+        u8::from(stamp.month()),
+        stamp.day(),
+        stamp.hour(),
+        stamp.minute(),
+        stamp.second(),
+        std::process::id()
+    );
+    let audit = AuditLog::create(prepared.state.root(), &name).into_diagnostic()?;
+    let options = ExecOptions { concurrency: args.plan.concurrency, ..ExecOptions::default() };
+    let cancel = options.cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nCtrl-C: stopping at the next step boundary...");
+            cancel.cancel();
+        }
+    });
+    let sink: Box<dyn EventSink> = match global.output {
+        OutputFormat::Json => Box::new(JsonLines),
+        OutputFormat::Human => {
+            Box::new(ProgressBars::new(prepared.cluster.hosts.iter().map(|h| h.name.as_str())))
+        }
+    };
+    let report = execute(plan, &prepared.transports, &options, sink.as_ref(), &audit).await;
+    drop(lock);
+    match global.output {
+        OutputFormat::Json => {
+            let line = serde_json::json!({ "event": "report", "report": report });
+            println!("{line}");
+        }
+        OutputFormat::Human => {
+            print!("{}", report.render_text());
+            if let Some(path) = audit.path() {
+                println!("Audit log: {}", path.display());
+            }
+        }
+    }
+    Ok(if report.succeeded() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Asks on the terminal; refuses to guess when there is none.
+fn confirm(hosts: usize) -> miette::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(miette!(
+            help = "review the plan above, then run again with --yes",
+            "apply needs confirmation and stdin is not a terminal"
+        ));
+    }
+    eprint!("Apply these changes to {hosts} host(s)? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).into_diagnostic()?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
