@@ -22,8 +22,8 @@ pub enum LabError {
 
     #[error("lab size not supported: {0}")]
     #[diagnostic(help(
-        "use 1–19 control planes, 0–149 workers and 0–19 etcd hosts; the etcd members (etcd hosts \
-         with --etcd, control planes otherwise) must be an odd number"
+        "use 1–19 control planes, 0–149 workers and 0–7 etcd hosts; the etcd members (etcd hosts \
+         with --etcd, control planes otherwise) must be 1, 3, 5 or 7"
     ))]
     InvalidSize(String),
 

@@ -72,7 +72,9 @@ const CONTROL_PLANE_BASE: u8 = 10;
 const ETCD_BASE: u8 = 30;
 const WORKER_BASE: u8 = 50;
 const MAX_CONTROL_PLANES: u32 = 19;
-const MAX_ETCD: u32 = 19;
+const MAX_ETCD: u32 = 7;
+/// More etcd members only slow every write down; the spec validation refuses them.
+const MAX_ETCD_MEMBERS: u32 = 7;
 const MAX_WORKERS: u32 = 149;
 const GATEWAY_HOST: u8 = 1;
 const VIP_HOST: u8 = 250;
@@ -116,6 +118,11 @@ pub fn validate_request(req: &Request) -> Result<(), LabError> {
     } else {
         (req.control_planes, "control planes (stacked etcd members)")
     };
+    if members > MAX_ETCD_MEMBERS {
+        return bad(format!(
+            "{members} {what}: more than {MAX_ETCD_MEMBERS} etcd members only slow every write down"
+        ));
+    }
     if members % 2 == 0 {
         return bad(format!(
             "{members} {what}: an even number of etcd members tolerates no more failures than one less"
@@ -230,7 +237,7 @@ mod tests {
 
     #[test]
     fn largest_lab_keeps_addresses_apart_from_the_vip() {
-        let l = plan(&req(19, 149, 19), subnet()).unwrap();
+        let l = plan(&req(19, 149, 7), subnet()).unwrap();
         let last = l.machines.last().unwrap();
         assert_eq!(
             (last.host.as_str(), last.address.to_string().as_str()),
@@ -247,6 +254,8 @@ mod tests {
             (req(3, 1, 2), "2 etcd hosts"),
             (req(20, 0, 0), "20 control planes"),
             (req(3, 150, 0), "150 workers"),
+            (req(9, 0, 0), "9 control planes (stacked etcd members): more than 7"),
+            (req(1, 0, 8), "8 etcd hosts (0–7)"),
         ] {
             let err = validate_request(&r).unwrap_err().to_string();
             assert!(err.contains(needle), "{err}");

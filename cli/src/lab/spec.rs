@@ -82,6 +82,12 @@ pub fn render(state: &LabState, spec_file: &Path) -> String {
     y
 }
 
+/// Parses and validates spec text exactly as `kubeforge validate` and `apply` do; the problems
+/// as plain text on failure.
+pub fn check(text: &str, origin: &str) -> Result<(), String> {
+    kubeforge_playbooks::spec::load_str(text, origin).map(|_| ()).map_err(|d| d.to_plain())
+}
+
 /// True when `existing` (the current contents of the spec path) was written by `lab up`.
 pub fn may_overwrite(existing: &str) -> bool {
     existing.starts_with(HEADER)
@@ -161,6 +167,24 @@ spec:
         assert!(
             text.contains("    - name: etcd3\n      address: 10.200.9.33\n      roles: [etcd]\n")
         );
+    }
+
+    #[test]
+    fn every_lab_shape_writes_a_spec_that_validates() {
+        for (cp, workers, etcd) in
+            [(3, 1, 0), (1, 0, 0), (1, 2, 3), (2, 9, 5), (7, 1, 0), (19, 149, 7)]
+        {
+            let text = spec(cp, workers, etcd);
+            if let Err(problems) = check(&text, "lab.cluster.yaml") {
+                panic!("{cp} cp, {workers} workers, {etcd} etcd:\n{problems}\n{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn check_reports_problems() {
+        let broken = spec(3, 1, 0).replace("vip: 10.200.9.250", "vip: 10.200.9.11");
+        assert!(check(&broken, "lab.cluster.yaml").is_err());
     }
 
     #[test]

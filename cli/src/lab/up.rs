@@ -67,7 +67,10 @@ pub fn up(paths: &Paths, opts: &UpOptions) -> Result<LabState, LabError> {
     }
 
     let shown_path = display_path(&opts.spec_out, &spec_path);
-    sys::write_atomic(&spec_path, spec::render(&lab, &shown_path).as_bytes(), 0o644)?;
+    let spec_text = spec::render(&lab, &shown_path);
+    spec::check(&spec_text, &spec_path.display().to_string())
+        .map_err(|detail| LabError::SpecInvalid { path: spec_path.clone(), detail })?;
+    sys::write_atomic(&spec_path, spec_text.as_bytes(), 0o644)?;
 
     let all: Vec<_> = lab.machines.iter().collect();
     ssh::wait_ready(&lab, &all, BOOT_TIMEOUT)?;
