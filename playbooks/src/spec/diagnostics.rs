@@ -104,6 +104,9 @@ impl miette::Diagnostic for Problem {
     }
 }
 
+/// Most problems reported for one file; rendering tens of thousands helps nobody.
+pub const MAX_SHOWN: usize = 200;
+
 /// Every problem found in one spec file, with the source for snippets.
 #[derive(Debug, Clone)]
 pub struct Diagnostics {
@@ -117,6 +120,16 @@ impl Diagnostics {
     pub fn new(origin: &str, source: &str, mut problems: Vec<Problem>) -> Diagnostics {
         // File order reads best; the sort is stable so equal positions keep rule order.
         problems.sort_by_key(|p| (p.line, p.column));
+        if problems.len() > MAX_SHOWN {
+            let hidden = problems.len() - MAX_SHOWN;
+            problems.truncate(MAX_SHOWN);
+            problems.push(Problem::new(
+                "",
+                Position::START,
+                format!("{hidden} more problems are not shown"),
+                "fix the ones above and validate again",
+            ));
+        }
         Diagnostics {
             origin: origin.to_string(),
             problems,

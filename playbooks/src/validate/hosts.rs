@@ -81,14 +81,14 @@ pub fn hosts(
             }
         }
 
-        let roles = roles(c, i, &h.roles, topology);
-        let cp = roles.as_ref().is_some_and(|r| r.contains(&Role::ControlPlane));
+        // Counted even when a role is refused, so quorum rules still see the host.
+        let (r, roles_ok) = roles(c, i, &h.roles, topology);
+        let cp = r.contains(&Role::ControlPlane);
         is_control_plane.push(cp);
-        if let Some(r) = &roles {
-            control_planes += usize::from(cp);
-            etcd_hosts += usize::from(r.contains(&Role::Etcd));
-            kubelets += usize::from(!(r.len() == 1 && r.contains(&Role::Etcd)));
-        }
+        control_planes += usize::from(cp);
+        etcd_hosts += usize::from(r.contains(&Role::Etcd));
+        kubelets += usize::from(!r.is_empty() && !(r.len() == 1 && r.contains(&Role::Etcd)));
+        let roles = roles_ok.then_some(r);
 
         let host_ssh = host_ssh(c, i, h.ssh.as_ref(), ssh);
         match (name, address, roles, host_ssh, ok) {
@@ -111,7 +111,7 @@ fn roles(
     i: usize,
     spec: &[RoleSpec],
     topology: EtcdTopology,
-) -> Option<BTreeSet<Role>> {
+) -> (BTreeSet<Role>, bool) {
     let path = format!("spec.hosts[{i}].roles");
     if spec.is_empty() {
         c.report(
@@ -119,7 +119,7 @@ fn roles(
             "the host has no roles",
             "give it at least one of `control-plane`, `worker` or `etcd` (external etcd only)",
         );
-        return None;
+        return (BTreeSet::new(), false);
     }
     let mut roles = BTreeSet::new();
     let mut ok = true;
@@ -154,7 +154,7 @@ fn roles(
         );
         ok = false;
     }
-    ok.then_some(roles)
+    (roles, ok)
 }
 
 fn host_ssh(

@@ -385,3 +385,6 @@ fn backup(c: &mut Checker<'_>, s: &Spec) -> Option<Option<Backup>> {
     retention_ok.then_some(())?;
     Some(Some(Backup { schedule, retention, destination: destination? }))
 }
+
+#[cfg(test)]
+mod tests;
