@@ -8,18 +8,15 @@ use std::process::ExitCode;
 
 use miette::{IntoDiagnostic as _, miette};
 
-use super::plan::{Args as PlanArgs, prepare, print_plan};
+use super::plan::{prepare, print_plan};
 use crate::context::{Global, OutputFormat};
 use crate::exec::events::{EventSink, JsonLines};
 use crate::exec::lock::ApplyLock;
 use crate::exec::progress::ProgressBars;
 use crate::exec::{AuditLog, ExecOptions, execute};
 
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    pub plan: PlanArgs,
-}
+/// `apply` takes exactly `plan`'s arguments: it is the same plan, then executed.
+pub use super::plan::Args;
 
 pub fn run(global: &Global, args: Args) -> miette::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
@@ -30,7 +27,7 @@ async fn apply(global: &Global, args: Args) -> miette::Result<ExitCode> {
     // The lock comes first: two applies must not even plan against each other's changes.
     let cluster_name = crate::spec_file::load(&global.file)?.name;
     let lock = ApplyLock::acquire(&global.state_dir(&cluster_name)).map_err(|e| miette!("{e}"))?;
-    let prepared = prepare(global, &args.plan).await?;
+    let prepared = prepare(global, &args).await?;
     let plan = &prepared.plan;
     print_plan(global.output, plan)?;
     let unbuilt = plan.unbuilt_phases();
@@ -62,7 +59,7 @@ async fn apply(global: &Global, args: Args) -> miette::Result<ExitCode> {
         std::process::id()
     );
     let audit = AuditLog::create(prepared.state.root(), &name).into_diagnostic()?;
-    let options = ExecOptions { concurrency: args.plan.concurrency, ..ExecOptions::default() };
+    let options = ExecOptions { concurrency: args.concurrency, ..ExecOptions::default() };
     let cancel = options.cancel.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
