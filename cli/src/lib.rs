@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod commands;
 pub mod context;
+pub mod etcd;
 pub mod lab;
 pub mod exec;
 pub mod gather;
