@@ -274,13 +274,33 @@ async fn a_command_that_overruns_its_timeout_is_abandoned_and_the_connection_sur
     let t = lab.root().await;
     let started = Instant::now();
     let err = t
-        .run(&RemoteCommand::new(["sleep", "30"]).with_timeout(Duration::from_millis(800)))
+        .run(&RemoteCommand::new(["sleep", "37.5"]).with_timeout(Duration::from_millis(800)))
         .await
         .unwrap_err();
     assert!(matches!(err, TransportError::CommandTimeout { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(err.to_string().contains("node1") && err.to_string().contains("sleep 30"), "{err}");
+    assert!(err.to_string().contains("node1") && err.to_string().contains("sleep 37.5"), "{err}");
     assert!(t.run(&RemoteCommand::new(["true"])).await.unwrap().success());
+    // The abandoned command was killed on the host (signal request), not left running.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running_cmdlines().iter().any(|c| c == "sleep\x0037.5\x00") {
+        assert!(
+            Instant::now() < deadline,
+            "the timed-out command is still running on the host:\n{}",
+            lab.sshd.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn running_cmdlines() -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            out.push(String::from_utf8_lossy(&c).into_owned());
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -28,6 +28,9 @@ use super::{
 /// Exit status our probe scripts use for "the file does not exist".
 const MISSING: i32 = 44;
 
+/// How much later than our own deadline the host's `timeout` stops a command.
+const REMOTE_TIMEOUT_GRACE: Duration = Duration::from_secs(1);
+
 /// The russh client handler: checks the server's host key against known_hosts.
 pub(crate) struct ClientHandler {
     host: String,
@@ -333,16 +336,25 @@ impl SshTransport {
         }
     }
 
-    /// The line sent over SSH: the argv quoted, behind `sudo -n --` for non-root users.
-    fn command_line(&self, argv: &[String]) -> String {
-        let line = quote::join(argv);
-        if self.sudo { format!("sudo -n -- {line}") } else { line }
+    /// The line sent over SSH: the argv quoted, under coreutils `timeout` (so the command ends
+    /// on the host even when we abandon it or the connection dies: sshd refuses signal requests
+    /// for root sessions), behind `sudo -n --` for non-root users, `exec`ed to replace the
+    /// login shell. The remote deadline is a little later than ours, so ours reports first.
+    fn command_line(&self, argv: &[String], timeout: Duration) -> String {
+        let remote = timeout + REMOTE_TIMEOUT_GRACE;
+        let line = format!(
+            "timeout -k 5 {}.{:03} {}",
+            remote.as_secs(),
+            remote.subsec_millis(),
+            quote::join(argv)
+        );
+        if self.sudo { format!("exec sudo -n -- {line}") } else { format!("exec {line}") }
     }
 
     /// `sudo -n true` at connect time: a clear error now beats a confusing one mid-apply.
     async fn check_sudo(&self) -> Result<(), TransportError> {
         let line = "sudo -n true";
-        let out = self.exec(line, Stdin::None, self.default_timeout).await?;
+        let out = self.exec(line, line, Stdin::None, self.default_timeout).await?;
         if out.success() {
             return Ok(());
         }
@@ -370,21 +382,25 @@ impl SshTransport {
     async fn exec(
         &self,
         line: &str,
+        shown: &str,
         stdin: Stdin<'_>,
         timeout: Duration,
     ) -> Result<CommandOutput, TransportError> {
         let _permit = self.channels.acquire().await.map_err(|_| TransportError::Protocol {
             host: self.host.clone(),
-            operation: format!("running `{line}`"),
+            operation: format!("running `{shown}`"),
             detail: "the connection is shutting down".into(),
         })?;
         let channel = self
             .handle
             .channel_open_session()
             .await
-            .map_err(|e| self.ssh_err(format!("opening a channel for `{line}`"), e))?;
+            .map_err(|e| self.ssh_err(format!("opening a channel for `{shown}`"), e))?;
         let (mut reader, writer) = channel.split();
-        writer.exec(true, line).await.map_err(|e| self.ssh_err(format!("starting `{line}`"), e))?;
+        writer
+            .exec(true, line)
+            .await
+            .map_err(|e| self.ssh_err(format!("starting `{shown}`"), e))?;
 
         let send_stdin = async {
             let sent = match stdin {
@@ -419,12 +435,13 @@ impl SshTransport {
         let (sent, (mut out, status, signal)) = match tokio::time::timeout(timeout, both).await {
             Ok(r) => r,
             Err(_) => {
-                // Best effort: ask sshd to kill the command and drop the channel.
-                let _ = writer.signal(russh::Sig::KILL).await;
+                // Ask sshd to stop the command (TERM: sudo relays it, KILL it could not), then
+                // drop the channel.
+                let _ = writer.signal(russh::Sig::TERM).await;
                 let _ = writer.close().await;
                 return Err(TransportError::CommandTimeout {
                     host: self.host.clone(),
-                    command: line.to_string(),
+                    command: shown.to_string(),
                     after: timeout,
                 });
             }
@@ -440,7 +457,7 @@ impl SshTransport {
             }
             None => Err(TransportError::NoExitStatus {
                 host: self.host.clone(),
-                command: line.to_string(),
+                command: shown.to_string(),
                 signal: signal.unwrap_or_else(|| "none".into()),
             }),
         }
@@ -453,8 +470,9 @@ impl SshTransport {
         stdin: Stdin<'_>,
         timeout: Option<Duration>,
     ) -> Result<CommandOutput, TransportError> {
-        let line = self.command_line(argv);
-        let out = self.exec(&line, stdin, timeout.unwrap_or(self.default_timeout)).await?;
+        let timeout = timeout.unwrap_or(self.default_timeout);
+        let line = self.command_line(argv, timeout);
+        let out = self.exec(&line, &quote::join(argv), stdin, timeout).await?;
         if self.sudo && out.exit_status == 1 && needs_password(&out) {
             return Err(TransportError::SudoPasswordRequired {
                 host: self.host.clone(),
