@@ -15,7 +15,11 @@ async fn wait_healthy_names_the_stopped_member() {
         key_pem: cluster.client.key_pem(),
         server_name: None,
     };
-    let t = Timeouts { connect: Duration::from_secs(2), request: Duration::from_secs(2) };
+    let t = Timeouts {
+        connect: Duration::from_secs(2),
+        request: Duration::from_secs(2),
+        ..Timeouts::default()
+    };
     let eps: Vec<Endpoint> = ["m1", "m2", "m3"]
         .iter()
         .map(|n| Endpoint::new(*n, cluster.member(n).client_url()))

@@ -19,7 +19,11 @@ fn tls(cluster: &EtcdCluster) -> EtcdTls {
     }
 }
 
-const T: Timeouts = Timeouts { connect: Duration::from_secs(3), request: Duration::from_secs(5) };
+const T: Timeouts = Timeouts {
+    connect: Duration::from_secs(3),
+    request: Duration::from_secs(5),
+    reconfigure: Duration::from_secs(30),
+};
 
 fn endpoints(cluster: &EtcdCluster, names: &[&str]) -> Vec<Endpoint> {
     names.iter().map(|n| Endpoint::new(*n, cluster.member(n).client_url())).collect()
@@ -62,7 +66,7 @@ async fn execute(cluster: &mut EtcdCluster, leader_side: &EtcdClient, steps: &[S
             Step::Promote { name } => {
                 let id = leader_side.member_id(name).await.unwrap();
                 leader_side
-                    .promote(name, id, Duration::from_secs(30), Duration::from_millis(200))
+                    .promote(id)
                     .await
                     .unwrap_or_else(|e| panic!("{e}\n{}", cluster.log_tail(name)));
             }

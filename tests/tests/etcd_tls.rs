@@ -17,7 +17,11 @@ fn tls(cluster: &EtcdCluster) -> EtcdTls {
 }
 
 fn timeouts() -> Timeouts {
-    Timeouts { connect: Duration::from_secs(3), request: Duration::from_secs(3) }
+    Timeouts {
+        connect: Duration::from_secs(3),
+        request: Duration::from_secs(3),
+        ..Timeouts::default()
+    }
 }
 
 #[tokio::test]

@@ -118,16 +118,45 @@ impl EtcdClient {
         Ok(resp.members().iter().map(member_info).collect())
     }
 
+    /// Runs a membership change, retrying while etcd answers that it cannot reconfigure yet
+    /// (see [`is_transient_reconfig`]) until [`Timeouts::reconfigure`] has passed.
+    async fn reconfigure<T, F, Fut>(&self, operation: &str, mut request: F) -> Result<T, EtcdError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let start = Instant::now();
+        let interval = Duration::from_millis(300);
+        loop {
+            match self.call(operation, request(self.client.clone())).await {
+                Err(EtcdError::Refused { detail, .. }) if is_transient_reconfig(&detail) => {
+                    if start.elapsed() + interval > self.timeouts.reconfigure {
+                        return Err(EtcdError::ReconfigureTimedOut {
+                            operation: operation.to_string(),
+                            seconds: self.timeouts.reconfigure.as_secs_f64(),
+                            detail,
+                        });
+                    }
+                    tokio::time::sleep(interval).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// `member add --learner`: returns the new member (not started, so without a name) and the
     /// member list etcd returned with it.
     pub async fn add_learner(
         &self,
         peer_urls: &[String],
     ) -> Result<(MemberInfo, Vec<MemberInfo>), EtcdError> {
-        let mut c = self.client.clone();
-        let options = MemberAddOptions::new().with_is_learner();
-        let resp =
-            self.call("member add --learner", c.member_add(peer_urls, Some(options))).await?;
+        let urls = peer_urls.to_vec();
+        let resp = self
+            .reconfigure("member add --learner", |mut c| {
+                let urls = urls.clone();
+                async move { c.member_add(urls, Some(MemberAddOptions::new().with_is_learner())).await }
+            })
+            .await?;
         let members: Vec<MemberInfo> = resp.member_list().iter().map(member_info).collect();
         let added = resp.member().map(member_info).ok_or_else(|| EtcdError::Refused {
             member: self.endpoint.name.clone(),
@@ -138,38 +167,18 @@ impl EtcdClient {
         Ok((added, members))
     }
 
-    /// `member promote`, retried every `interval` while etcd answers that the learner is not in
-    /// sync yet, until `deadline` has passed.
-    pub async fn promote(
-        &self,
-        name: &str,
-        id: u64,
-        deadline: Duration,
-        interval: Duration,
-    ) -> Result<(), EtcdError> {
-        let start = Instant::now();
-        loop {
-            let mut c = self.client.clone();
-            match self.call("member promote", c.member_promote(id)).await {
-                Ok(_) => return Ok(()),
-                Err(EtcdError::Refused { detail, .. }) if is_not_ready_learner(&detail) => {
-                    if start.elapsed() + interval > deadline {
-                        return Err(EtcdError::PromoteTimedOut {
-                            name: name.to_string(),
-                            seconds: deadline.as_secs_f64(),
-                            detail,
-                        });
-                    }
-                    tokio::time::sleep(interval).await;
-                }
-                Err(other) => return Err(other),
-            }
-        }
+    /// `member promote`, retried while etcd answers that the learner is not in sync yet.
+    pub async fn promote(&self, id: u64) -> Result<(), EtcdError> {
+        self.reconfigure("member promote", |mut c| async move { c.member_promote(id).await })
+            .await
+            .map(|_| ())
     }
 
+    /// `member remove`; returns the remaining members.
     pub async fn remove(&self, id: u64) -> Result<Vec<MemberInfo>, EtcdError> {
-        let mut c = self.client.clone();
-        let resp = self.call("member remove", c.member_remove(id)).await?;
+        let resp = self
+            .reconfigure("member remove", |mut c| async move { c.member_remove(id).await })
+            .await?;
         Ok(resp.members().iter().map(member_info).collect())
     }
 
@@ -224,13 +233,20 @@ fn member_info(m: &etcd_client::Member) -> MemberInfo {
     }
 }
 
-/// etcd's answers while a learner catches up (3.4 and 3.5 wording), and while a just-started
-/// learner is not yet known as started.
-fn is_not_ready_learner(detail: &str) -> bool {
+/// etcd's answers that mean "not yet": a learner still catching up (3.4 and 3.5 wording), a
+/// cluster whose members have not been connected long enough (`unhealthy cluster`, etcd's
+/// strict reconfiguration check), or too few started members for the change.
+fn is_transient_reconfig(detail: &str) -> bool {
     let d = detail.to_lowercase();
-    d.contains("not in sync")
-        || d.contains("learner member which is in sync")
-        || d.contains("not ready")
+    [
+        "in sync with leader",
+        "not in sync",
+        "unhealthy cluster",
+        "not enough started members",
+        "leader changed",
+    ]
+    .iter()
+    .any(|w| d.contains(w))
 }
 
 fn timeout_error(endpoint: &Endpoint, operation: &str, limit: Duration) -> EtcdError {

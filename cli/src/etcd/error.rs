@@ -36,10 +36,10 @@ pub enum EtcdError {
     #[error("no etcd member named {name} in the member list of {member} ({url})")]
     NoSuchMember { member: String, url: String, name: String },
     #[error(
-        "learner {name} did not catch up with the leader within {seconds:.0} s (last answer: \
-         {detail}); check its logs and its peer connectivity, then apply again"
+        "etcd did not allow {operation} within {seconds:.0} s (last answer: {detail}); check the \
+         members' logs and peer connectivity, then apply again"
     )]
-    PromoteTimedOut { name: String, seconds: f64, detail: String },
+    ReconfigureTimedOut { operation: String, seconds: f64, detail: String },
 }
 
 impl EtcdError {
@@ -47,7 +47,9 @@ impl EtcdError {
         match self {
             EtcdError::TlsRejected { .. } | EtcdError::BadTls { .. } => FailureKind::TlsRejected,
             EtcdError::Unreachable { .. } => FailureKind::Unreachable,
-            EtcdError::Timeout { .. } | EtcdError::PromoteTimedOut { .. } => FailureKind::Timeout,
+            EtcdError::Timeout { .. } | EtcdError::ReconfigureTimedOut { .. } => {
+                FailureKind::Timeout
+            }
             EtcdError::Refused { .. } | EtcdError::NoSuchMember { .. } => FailureKind::Refused,
         }
     }
@@ -97,6 +99,16 @@ pub(crate) fn classify(
         return EtcdError::Timeout { member, url, operation: operation.to_string(), seconds: 0.0 };
     }
     match &e {
+        // etcd's own refusals ("etcdserver: unhealthy cluster", "... not in sync ...") come as
+        // Unavailable too, but the member answered: they are refusals, not unreachability.
+        etcd_client::Error::GRpcStatus(status) if status.message().starts_with("etcdserver:") => {
+            EtcdError::Refused {
+                member,
+                url,
+                operation: operation.to_string(),
+                detail: status.message().to_string(),
+            }
+        }
         etcd_client::Error::GRpcStatus(status)
             if !matches!(i32::from(status.code()), grpc_code::UNAVAILABLE | grpc_code::UNKNOWN) =>
         {

@@ -62,10 +62,17 @@ pub struct Timeouts {
     pub connect: Duration,
     /// Each request.
     pub request: Duration,
+    /// How long membership changes (add, promote, remove) keep retrying while etcd answers
+    /// that it cannot reconfigure yet (a just-started member, a learner catching up).
+    pub reconfigure: Duration,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { connect: Duration::from_secs(5), request: Duration::from_secs(5) }
+        Timeouts {
+            connect: Duration::from_secs(5),
+            request: Duration::from_secs(5),
+            reconfigure: Duration::from_secs(60),
+        }
     }
 }
