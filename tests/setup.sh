@@ -25,3 +25,5 @@ for svc in ssh etcd haproxy keepalived containerd; do
   (systemctl stop "$svc" || service "$svc" stop) >/dev/null 2>&1 || true
 done
 mkdir -p /run/sshd
+# Schema check of rendered Kubernetes objects (render_schema test): a venv with kubernetes-validate.
+bash "$(dirname "$0")/tools/kubernetes-validate-venv.sh" >/dev/null || echo "warning: kubernetes-validate venv not created; render_schema will skip" >&2

@@ -1,0 +1,104 @@
+//! Every rendered Kubernetes API object (static pods, the backup CronJob) of every example and
+//! every supported minor is checked against the official OpenAPI schema of its version with
+//! PyPI's `kubernetes-validate --strict` (unknown fields rejected), offline. The venv comes from
+//! tests/tools/kubernetes-validate-venv.sh (tests/setup.sh runs it); if it cannot be made, the
+//! test says so loudly and skips. Component configs (KubeletConfiguration, EncryptionConfiguration,
+//! AuthenticationConfiguration, audit Policy) have no published schema; the golden and CIS tests
+//! pin them.
+
+#[path = "render_support.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Kinds with an official schema; everything else we render must be one of `NO_SCHEMA`.
+const API_KINDS: [&str; 2] = ["Pod", "CronJob"];
+const NO_SCHEMA: [&str; 4] =
+    ["KubeletConfiguration", "EncryptionConfiguration", "AuthenticationConfiguration", "Policy"];
+
+fn validator() -> Option<PathBuf> {
+    let script = support::repo_root().join("tests/tools/kubernetes-validate-venv.sh");
+    let output = Command::new("bash").arg(&script).output().ok()?;
+    if !output.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+        return None;
+    }
+    let bin = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim().to_string());
+    Some(bin.join("kubernetes-validate")).filter(|p| p.exists())
+}
+
+fn kind(text: &str) -> Option<String> {
+    let value: serde_json::Value = serde_saphyr::from_str(text).ok()?;
+    value.get("kind")?.as_str().map(String::from)
+}
+
+fn validate(tool: &PathBuf, version: &str, files: &[PathBuf]) -> (bool, String) {
+    let output = Command::new(tool)
+        .args(["--strict", "--no-warn", "-k", version])
+        .args(files)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success() && !text.contains("ERROR"), text)
+}
+
+#[test]
+fn every_rendered_object_matches_the_official_schema() {
+    let Some(tool) = validator() else {
+        eprintln!(
+            "\n\n!!! SKIPPED render_schema: the kubernetes-validate venv could not be made \
+             (needs python3-venv and PyPI); run tests/tools/kubernetes-validate-venv.sh !!!\n\n"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for example in support::EXAMPLES {
+        for minor in 31..=34 {
+            let mut cluster = support::example(example);
+            cluster.kubernetes_version.minor = minor;
+            let release =
+                kubeforge_playbooks::versions::release(cluster.kubernetes_version).unwrap();
+            cluster.etcd.version = release.etcd.to_string();
+            let tree = support::render_configs(&cluster);
+            let mut files = Vec::new();
+            for (host, host_files) in &tree.hosts {
+                for (path, file) in host_files.iter().filter(|(p, _)| p.ends_with(".yaml")) {
+                    let text = std::str::from_utf8(&file.contents).unwrap();
+                    let Some(kind) = kind(text) else { continue };
+                    if NO_SCHEMA.contains(&kind.as_str()) {
+                        continue;
+                    }
+                    assert!(
+                        API_KINDS.contains(&kind.as_str()),
+                        "{host}{path}: unexpected kind {kind}"
+                    );
+                    let name = format!("{example}-{minor}-{host}-{}", path.replace('/', "_"));
+                    let target = dir.path().join(name);
+                    std::fs::write(&target, text).unwrap();
+                    files.push(target);
+                }
+            }
+            checked += files.len();
+            let (ok, out) = validate(&tool, &format!("1.{minor}.0"), &files);
+            assert!(ok, "{example} v1.{minor}: schema violations:\n{out}");
+        }
+    }
+    assert!(checked > 0);
+    // The check can fail: an unknown field and a mistyped port are refused in strict mode.
+    let bad = dir.path().join("bad.yaml");
+    let pod = support::text(
+        &support::render_configs(&support::example("stacked")),
+        "cp1",
+        "/etc/kubernetes/manifests/kube-scheduler.yaml",
+    )
+    .replace("imagePullPolicy: IfNotPresent", "imagePullPolicy: IfNotPresent\n    resouces: {}");
+    std::fs::write(&bad, pod).unwrap();
+    let (ok, out) = validate(&tool, "1.33.0", &[bad]);
+    assert!(!ok, "strict validation accepted an unknown field:\n{out}");
+}
