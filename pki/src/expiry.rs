@@ -13,7 +13,7 @@ use crate::paths::split_node_path;
 /// Certificates with less time left than this are flagged.
 pub const WARN_BEFORE: time::Duration = time::Duration::days(30);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ExpiryStatus {
     Ok,
     /// Less than [`WARN_BEFORE`] left.
@@ -50,12 +50,13 @@ impl ExpiryEntry {
     pub fn not_after_rfc3339(&self) -> String {
         fmt_time(self.not_after)
     }
-    /// `364d`, `23h`, `expired`, as kubeadm's RESIDUAL TIME column.
+    /// `364d`, `9y`, `23h`, `expired`, as kubeadm's RESIDUAL TIME column (Go's
+    /// `ShortHumanDuration`: days below two years).
     pub fn residual(&self) -> String {
         let s = self.residual_seconds;
         if s <= 0 {
             "expired".into()
-        } else if s >= 86_400 * 365 {
+        } else if s >= 86_400 * 365 * 2 {
             format!("{}y", s / (86_400 * 365))
         } else if s >= 86_400 {
             format!("{}d", s / 86_400)

@@ -192,9 +192,7 @@ fn note_ca(ca: &LoadedCa, req: &PkiRequest, now: OffsetDateTime, report: &mut Re
             crate::expiry::fmt_time(ca.facts.not_after)
         ));
     }
-    if ca.facts.key_algorithm != Some(req.key_algorithm)
-        && ca.facts.common_name == ca.id.common_name()
-    {
+    if ca.facts.key_algorithm != Some(req.key_algorithm) {
         report.notes.push(format!(
             "{path} has a {} key while pki.keyAlgorithm is {}; CAs are never replaced by generate",
             alg_name(ca.facts.key_algorithm),
