@@ -40,6 +40,8 @@ pub fn down(paths: &Paths, name: &str) -> Result<DownReport, LabError> {
     };
     let mut report = DownReport::default();
 
+    let roots = machine::mount_points_under(&machine::read_mountinfo()?, &lab_dir);
+    let locks: Vec<_> = roots.iter().filter_map(|r| machine::nspawn_lock_file(r)).collect();
     let pids = machine::nspawn_pids_under(&lab_dir);
     report.machines_stopped = pids.len();
     std::thread::scope(|scope| {
@@ -50,6 +52,9 @@ pub fn down(paths: &Paths, name: &str) -> Result<DownReport, LabError> {
         }
     });
     machine::unmount_all_under(&lab_dir)?;
+    for lock in locks {
+        let _ = fs::remove_file(lock); // absent after a clean exit
+    }
 
     let bridge = recorded.as_ref().map_or_else(|| layout::bridge_name(name), |s| s.bridge.clone());
     if net::link_exists(&bridge) {

@@ -256,6 +256,22 @@ mod tests {
     }
 
     #[test]
+    fn only_a_marked_image_counts_and_interrupted_builds_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = dir.path();
+        let built = images.join(image_id());
+        fs::create_dir_all(built.join("etc")).unwrap();
+        assert!(!is_complete(&built), "a root without the marker is not a finished image");
+        fs::write(marker(&built), "image").unwrap();
+        assert!(is_complete(&built));
+        let partial = images.join(format!(".tmp-{}-123", image_id()));
+        fs::create_dir_all(partial.join("usr/bin")).unwrap();
+        remove_stale_builds(images).unwrap();
+        assert!(!partial.exists());
+        assert!(is_complete(&built), "the finished image stays");
+    }
+
+    #[test]
     fn image_id_names_the_suite_and_changes_with_the_recipe() {
         let id = image_id();
         assert!(id.starts_with("bookworm-") && id.len() == "bookworm-".len() + 8, "{id}");

@@ -182,10 +182,18 @@ pub fn power_off(pid: u32, root: &Path, grace: Duration) -> Result<(), LabError>
         std::thread::sleep(Duration::from_millis(100));
     }
     if alive() {
+        let lock = nspawn_lock_file(root);
         signal(pid, "KILL")?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while alive() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
+        }
+        tracing::warn!(
+            "systemd-nspawn {pid} ({}) did not shut down within {grace:?}; killed",
+            root.display()
+        );
+        if let Some(lock) = lock {
+            let _ = fs::remove_file(lock); // a killed nspawn leaves its lock behind
         }
     }
     Ok(())
@@ -200,6 +208,15 @@ fn signal(pid: u32, sig: &str) -> Result<(), LabError> {
         Err(_) if !Path::new(&format!("/proc/{pid}")).exists() => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The lock file systemd-nspawn keeps for a (mounted) root while it runs:
+/// `/run/systemd/nspawn/locks/inode-<dev>:<ino>`. nspawn removes it on a clean exit; after a
+/// SIGKILL it stays, so `down` removes it.
+pub fn nspawn_lock_file(root: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = fs::metadata(root).ok()?;
+    Some(PathBuf::from(format!("/run/systemd/nspawn/locks/inode-{}:{}", meta.dev(), meta.ino())))
 }
 
 /// The mount table of this process.
