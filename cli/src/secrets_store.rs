@@ -74,7 +74,7 @@ fn load(path: &Path) -> miette::Result<ClusterSecrets> {
 
 fn create(state_dir: &Path, path: &Path) -> miette::Result<ClusterSecrets> {
     ensure_state_dir(state_dir)?;
-    let secrets = ClusterSecrets::generate(|buf| aws_lc_rs::rand::fill(buf))
+    let secrets = ClusterSecrets::generate(aws_lc_rs::rand::fill)
         .map_err(|_| miette!("the operating system's random generator failed"))?;
     let json = serde_json::to_vec_pretty(&secrets).into_diagnostic()?;
 

@@ -86,7 +86,7 @@ fn pod_flags(files: &HostFiles, path: &str) -> Option<BTreeMap<String, String>> 
 /// The flags of a unit's last `ExecStart=` (continuation lines joined).
 fn unit_flags(unit: &str) -> BTreeMap<String, String> {
     let joined = unit.replace("\\\n", " ");
-    let exec = joined.lines().filter(|l| l.starts_with("ExecStart=")).next_back().unwrap_or("");
+    let exec = joined.lines().rfind(|l| l.starts_with("ExecStart=")).unwrap_or("");
     let args: Vec<String> = exec.split_whitespace().map(String::from).collect();
     flag_map(&args)
 }
