@@ -63,12 +63,13 @@ pub fn mirror_from_sources(deb822: &[String], one_line: &[String], suite: &str) 
             let is_deb = field("Types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb"));
             let has_suite =
                 field("Suites").is_some_and(|s| s.split_whitespace().any(|s| s == suite));
-            if enabled && is_deb && has_suite {
-                if let Some(uri) =
+            if enabled
+                && is_deb
+                && has_suite
+                && let Some(uri) =
                     field("URIs").and_then(|u| u.split_whitespace().next().map(str::to_string))
-                {
-                    return Some(uri);
-                }
+            {
+                return Some(uri);
             }
         }
     }
@@ -86,10 +87,10 @@ pub fn mirror_from_sources(deb822: &[String], one_line: &[String], suite: &str) 
                     }
                 }
             }
-            if let (Some(uri), Some(s)) = (words.next(), words.next()) {
-                if s == suite {
-                    return Some(uri.to_string());
-                }
+            if let (Some(uri), Some(s)) = (words.next(), words.next())
+                && s == suite
+            {
+                return Some(uri.to_string());
             }
         }
     }

@@ -115,7 +115,21 @@ pub fn wait_ready(
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Ok(()))).collect()
+        handles
+            .into_iter()
+            .zip(hosts)
+            .map(|(h, m)| {
+                h.join().unwrap_or_else(|_| {
+                    Err(LabError::NotReady {
+                        lab: state.name.clone(),
+                        node: m.host.clone(),
+                        secs: timeout.as_secs(),
+                        last: "the probe thread panicked".into(),
+                        log: m.console_log(),
+                    })
+                })
+            })
+            .collect()
     });
     results.into_iter().collect()
 }
