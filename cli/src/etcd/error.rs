@@ -98,6 +98,23 @@ pub(crate) fn classify(
     if lower.contains("timed out") || lower.contains("deadline") || lower.contains("timeout") {
         return EtcdError::Timeout { member, url, operation: operation.to_string(), seconds: 0.0 };
     }
+    // With TLS 1.3 the client finishes its side of the handshake before the server checks the
+    // client certificate; the refusal then arrives either as the server's alert (handled by
+    // the TLS words below) or, racing with it, as the connection closing under the first
+    // request, which tonic reports as a cancelled request.
+    if let etcd_client::Error::GRpcStatus(status) = &e
+        && i32::from(status.code()) == grpc_code::CANCELLED
+        && lower.contains("connection closed")
+    {
+        return EtcdError::TlsRejected {
+            member,
+            url,
+            detail: format!(
+                "the member closed the connection right after the TLS handshake, as it does \
+                 when it refuses the client certificate ({detail})"
+            ),
+        };
+    }
     match &e {
         // etcd's own refusals ("etcdserver: unhealthy cluster", "... not in sync ...") come as
         // Unavailable too, but the member answered: they are refusals, not unreachability.
@@ -131,6 +148,7 @@ pub(crate) fn classify(
 
 /// gRPC status codes (as numbers: tonic is not a direct dependency).
 mod grpc_code {
+    pub const CANCELLED: i32 = 1;
     pub const UNKNOWN: i32 = 2;
     pub const UNAVAILABLE: i32 = 14;
 }
