@@ -62,12 +62,7 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, LabError> {
         return Ok(final_dir);
     }
     let tmp = root.join(format!(".tmp-{BUNDLE}-{}", std::process::id()));
-    for e in fs::read_dir(&root).map_err(|e| LabError::io("read", &root, e))?.flatten() {
-        if e.file_name().to_string_lossy().starts_with(".tmp-") {
-            fs::remove_dir_all(e.path())
-                .map_err(|err| LabError::io("remove the interrupted build", e.path(), err))?;
-        }
-    }
+    super::image::remove_stale_builds(&root)?;
     eprintln!("Preparing the lab's offline artifacts (etcd {LAB_ETCD_VERSION} and Debian's etcd)…");
     let downloads = tmp.join("downloads");
     let out = tmp.join("bundle");

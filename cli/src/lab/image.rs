@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::error::LabError;
 use super::layout::fnv1a;
 use super::state::{Paths, lock};
-use super::sys;
+use super::{machine, sys};
 
 pub const SUITE: &str = "bookworm";
 
@@ -170,17 +170,45 @@ fn is_complete(dir: &Path) -> bool {
     marker(dir).is_file()
 }
 
-/// Removes `.tmp-*` leftovers of interrupted builds (the lock guarantees none is in progress).
-fn remove_stale_builds(images: &Path) -> Result<(), LabError> {
-    let Ok(entries) = fs::read_dir(images) else { return Ok(()) };
+/// Removes `.tmp-*` leftovers of interrupted builds. The lock guarantees no kubeforge is
+/// building, but an orphaned debootstrap may still run there: it is stopped first, and what it
+/// mounted (proc, sys, bind-mounted devices) is unmounted before anything is deleted, so that
+/// removal never reaches into the host's file systems.
+pub fn remove_stale_builds(dir: &Path) -> Result<(), LabError> {
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
     for e in entries.flatten() {
         if e.file_name().to_string_lossy().starts_with(".tmp-") {
-            let p = e.path();
-            fs::remove_dir_all(&p)
-                .map_err(|err| LabError::io("remove the interrupted image build", &p, err))?;
+            remove_build_dir(&e.path())?;
         }
     }
     Ok(())
+}
+
+fn remove_build_dir(p: &Path) -> Result<(), LabError> {
+    for sig in ["TERM", "KILL"] {
+        let pids = sys::pids_mentioning(p);
+        if pids.is_empty() {
+            break;
+        }
+        let mut kill = sys::command("kill");
+        kill.arg(format!("-{sig}")).args(pids.iter().map(u32::to_string));
+        let _ = sys::run("stopping an orphaned image build", &mut kill, "");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !sys::pids_mentioning(p).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    machine::unmount_all_under(p)?;
+    if let Some(point) = machine::mount_points_under(&machine::read_mountinfo()?, p).first() {
+        return Err(LabError::Command {
+            what: "cleaning up an interrupted build".into(),
+            argv: format!("umount {}", point.display()),
+            status: "still mounted".into(),
+            stderr_tail: String::new(),
+            help: "unmount it by hand, then try again".into(),
+        });
+    }
+    fs::remove_dir_all(p).map_err(|err| LabError::io("remove the interrupted build", p, err))
 }
 
 /// Turns a fresh debootstrap root into the shared lab image.

@@ -153,6 +153,27 @@ pub fn create_private_dir(dir: &Path) -> Result<(), LabError> {
         .map_err(|e| LabError::io("create the directory", dir, e))
 }
 
+/// Live processes (other than this one) with a command-line argument at or under `path`.
+pub fn pids_mentioning(path: &Path) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| cmdline_mentions(&c, path))
+        })
+        .collect()
+}
+
+/// True when an argument of a NUL-separated command line is `path` or lies under it.
+pub fn cmdline_mentions(cmdline: &[u8], path: &Path) -> bool {
+    cmdline
+        .split(|b| *b == 0)
+        .any(|arg| Path::new(&*String::from_utf8_lossy(arg)).starts_with(path))
+}
+
 /// 16 random bytes from the kernel, as lower-case hex (a machine-id).
 pub fn random_hex16() -> Result<String, LabError> {
     let mut bytes = [0u8; 16];
@@ -191,6 +212,18 @@ mod tests {
         assert!(text.contains("a test step failed: `sh -c"), "{text}");
         assert!(text.contains("exit status: 3"), "{text}");
         assert!(text.ends_with("first\nboom"), "{text}");
+    }
+
+    #[test]
+    fn cmdline_mentions_paths_under_a_directory() {
+        let p = Path::new("/c/images/.tmp-x");
+        assert!(cmdline_mentions(
+            b"/bin/sh\0/usr/sbin/debootstrap\0bookworm\0/c/images/.tmp-x\0",
+            p
+        ));
+        assert!(cmdline_mentions(b"chroot\0/c/images/.tmp-x/\0dpkg\0", p));
+        assert!(!cmdline_mentions(b"ls\0/c/images/.tmp-xy\0", p));
+        assert!(!cmdline_mentions(b"", p));
     }
 
     #[test]
