@@ -14,7 +14,12 @@ cd "$work"
 "$bin" plan -f bench.yaml --until runtime | tail -1 | grep -qx 'No changes.'
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-time_it() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc; }
+# A failed run must not count as a fast one: it aborts the benchmark with its output.
+time_it() {
+  local s e; s=$(date +%s.%N)
+  if ! "$@" >"$work/last.log" 2>&1; then echo "FAILED: $*" >&2; tail -20 "$work/last.log" >&2; kill $$; fi
+  e=$(date +%s.%N); echo "$e - $s" | bc
+}
 
 kf=$(for _ in $(seq "$runs"); do time_it "$bin" plan -f bench.yaml --until runtime; done | median)
 
