@@ -55,9 +55,8 @@ fn check_out_dir(out: &Path) -> miette::Result<bool> {
             Err(e).into_diagnostic().wrap_err_with(|| format!("cannot read {}", out.display()))
         }
         Ok(mut entries) => {
-            if entries.next().is_none() {
-                Ok(true)
-            } else if out.join(MARKER).is_file() {
+            // Empty, or an earlier render's output: ours to replace.
+            if entries.next().is_none() || out.join(MARKER).is_file() {
                 Ok(true)
             } else {
                 Err(miette!(
