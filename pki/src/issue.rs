@@ -1,13 +1,14 @@
 //! Signing: self-signed CAs and CA-signed leaves with kubeadm's extensions (CA: critical
-//! basicConstraints CA:TRUE, keyUsage digitalSignature|keyEncipherment|keyCertSign, SAN DNS =
-//! CN; leaf: CA:FALSE, digitalSignature|keyEncipherment, per-profile EKU, AKI). Validity runs
+//! basicConstraints CA:TRUE, keyUsage digitalSignature|keyEncipherment|keyCertSign, SKI, SAN
+//! DNS = CN; leaf: critical CA:FALSE, digitalSignature|keyEncipherment, per-profile EKU, AKI, no
+//! SKI, as Go's x509 writes them). Validity runs
 //! from five minutes before `now` to `now + validity`; serials come from the injected source.
 
 use std::net::IpAddr;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use time::OffsetDateTime;
 
@@ -111,7 +112,12 @@ pub(crate) fn signed_leaf(
     what: &str,
 ) -> Result<String, PkiError> {
     let mut params = base_params(subject, now, length, serials, what)?;
-    params.is_ca = IsCa::ExplicitNoCa;
+    // Go (hence kubeadm) writes a critical basicConstraints CA:FALSE (an empty SEQUENCE) and no
+    // subjectKeyIdentifier on leaves; rcgen's `ExplicitNoCa` would add an SKI.
+    params.is_ca = IsCa::NoCa;
+    let mut ca_false = CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
+    ca_false.set_criticality(true);
+    params.custom_extensions.push(ca_false);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.use_authority_key_identifier_extension = true;
     let cert = params.signed_by(key, issuer).map_err(|e| crypto(what, e))?;
