@@ -114,8 +114,18 @@ impl StateDir {
         }
         let pki = self.pki_dir();
         private_dir(&pki)?;
-        let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-        let backup_root = self.root.join(REPLACED_DIR).join(stamp.to_string());
+        let now = time::OffsetDateTime::now_utc();
+        let stamp = format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second(),
+            std::process::id()
+        );
+        let backup_root = self.root.join(REPLACED_DIR).join(stamp);
         for (rel, bytes) in new {
             let target = pki.join(checked_rel(rel)?);
             match old.get(rel) {

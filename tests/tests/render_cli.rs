@@ -70,6 +70,9 @@ fn render_writes_each_host_tree_with_node_modes_and_least_privilege() {
     assert_eq!(mode(&state.join("pki/super-admin.conf")), 0o600);
 
     let cp1 = out.join("cp1");
+    // The output root is private; folders inside mirror the nodes.
+    assert_eq!(mode(&out), 0o700);
+    assert_eq!(mode(&cp1.join("etc/kubernetes/pki")), 0o755);
     assert_eq!(mode(&cp1.join("etc/kubernetes/pki/ca.key")), 0o600);
     assert_eq!(mode(&cp1.join("etc/kubernetes/pki/ca.crt")), 0o644);
     assert_eq!(mode(&cp1.join("etc/kubernetes/pki/etcd/server.key")), 0o600);

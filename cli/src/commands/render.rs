@@ -88,15 +88,16 @@ pub fn write_tree(tree: &RenderTree, out: &Path) -> miette::Result<usize> {
         .ok_or_else(|| miette!("{} has no file name", out.display()))?;
     let staging = parent.join(format!(".{name}.render.{}", std::process::id()));
     let _ = fs::remove_dir_all(&staging);
-    let mkdir = |dir: &Path| {
+    // The output root is private (it holds keys); inside it, folders mirror the nodes' 0755.
+    let mkdir = |dir: &Path, mode: u32| {
         fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(mode)
             .create(dir)
             .into_diagnostic()
             .wrap_err_with(|| format!("cannot create {}", dir.display()))
     };
-    mkdir(&staging)?;
+    mkdir(&staging, 0o700)?;
     let mut count = 0;
     for (host, files) in &tree.hosts {
         if Path::new(host).components().count() != 1 || host.starts_with('.') {
@@ -105,7 +106,7 @@ pub fn write_tree(tree: &RenderTree, out: &Path) -> miette::Result<usize> {
         for (node_path, file) in files {
             let target = staging.join(host).join(node_rel(node_path)?);
             if let Some(dir) = target.parent() {
-                mkdir(dir)?;
+                mkdir(dir, 0o755)?;
             }
             let mut f = fs::OpenOptions::new()
                 .write(true)
