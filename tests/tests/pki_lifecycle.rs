@@ -375,3 +375,75 @@ fn a_rotation_bundle_trusts_leaves_of_both_cas() {
     let first_worker = text.find("  - worker1: install ca.crt bundle").unwrap();
     assert!(first_cp < first_worker, "{text}");
 }
+
+#[test]
+fn an_intermediate_ca_with_its_chain_signs_leaves_that_verify_to_the_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let (root_crt, _) = openssl_ca(tmp.path(), "corp-root");
+    let ext = tmp.path().join("ext.cnf");
+    std::fs::write(
+        &ext,
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,digitalSignature\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &d("int.key")],
+        vec![
+            "req",
+            "-new",
+            "-key",
+            &d("int.key"),
+            "-subj",
+            "/CN=corp-k8s-intermediate",
+            "-out",
+            &d("int.csr"),
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &d("int.csr"),
+            "-CA",
+            &d("corp-root.crt"),
+            "-CAkey",
+            &d("corp-root.key"),
+            "-CAcreateserial",
+            "-days",
+            "1825",
+            "-extfile",
+            ext.to_str().unwrap(),
+            "-out",
+            &d("int.crt"),
+        ],
+    ] {
+        let run = openssl(&args);
+        assert!(run.ok, "{args:?}: {}", run.stderr);
+    }
+    let int_key = std::fs::read(d("int.key")).unwrap();
+    assert!(int_key.starts_with(b"-----BEGIN EC PRIVATE KEY-----"), "SEC1 key expected");
+    let mut chain = std::fs::read(d("int.crt")).unwrap();
+    chain.extend_from_slice(&root_crt);
+    let mut store = Store::new();
+    store.insert("ca.crt".into(), chain.clone());
+    store.insert("ca.key".into(), int_key);
+    let out = generate(&cluster("stacked"), &store, now(), 12);
+    assert_eq!(out.store["ca.crt"], chain);
+    let leaf = tmp.path().join("apiserver.crt");
+    std::fs::write(&leaf, &out.store["nodes/cp1/apiserver.crt"]).unwrap();
+    let run = openssl(&[
+        "verify",
+        "-CAfile",
+        &d("corp-root.crt"),
+        "-untrusted",
+        &d("int.crt"),
+        leaf.to_str().unwrap(),
+    ]);
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(
+        inspect_pem(&out.store["nodes/cp1/apiserver.crt"]).unwrap().issuer_common_name,
+        "corp-k8s-intermediate"
+    );
+    // Running again reuses everything: the chain file is understood on reload.
+    assert!(generate(&cluster("stacked"), &out.store, now(), 13).report.is_unchanged());
+}
