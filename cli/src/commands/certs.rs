@@ -72,7 +72,7 @@ impl OsSerials {
 
 /// The validated spec named by `-f`.
 pub(crate) fn load_cluster(global: &Global) -> miette::Result<Cluster> {
-    Err(miette!("cannot read {}: the spec loader is not built yet", global.file.display()))
+    crate::spec_file::load(&global.file)
 }
 
 pub fn run(global: &Global, cmd: Command) -> miette::Result<ExitCode> {
