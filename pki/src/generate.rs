@@ -76,10 +76,25 @@ pub fn generate(
     }
     service_account(req, &mut out, &mut report)?;
 
+    let leaves = profile::leaves(req);
+    let verdicts: Vec<Verdict> =
+        leaves.iter().map(|leaf| evaluate(leaf, &out, &cas[&leaf.signer], req, now)).collect();
     let mut needs_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for leaf in profile::leaves(req) {
+    for (leaf, verdict) in leaves.iter().zip(&verdicts) {
         let ca = &cas[&leaf.signer];
-        let verdict = evaluate(&leaf, &out, ca, req, now);
+        if matches!(verdict, Verdict::Issue(_)) && ca.issuer.is_none() {
+            needs_key.entry(ca.id.base().to_string()).or_default().push(leaf.display_path());
+        }
+    }
+    if !needs_key.is_empty() {
+        let ca = needs_key.keys().cloned().collect::<Vec<_>>().join(".crt, ");
+        let leaves = needs_key.into_values().flatten().collect();
+        return Err(PkiError::CaKeyMissing { ca, leaves });
+    }
+    let to_issue = verdicts.iter().filter(|v| matches!(v, Verdict::Issue(_))).count();
+    let mut new_keys = keys::generate_many(req.key_algorithm, to_issue)?.into_iter();
+    for (leaf, verdict) in leaves.iter().zip(verdicts) {
+        let ca = &cas[&leaf.signer];
         let files = leaf.files();
         match verdict {
             Verdict::Reuse => {
@@ -87,20 +102,12 @@ pub fn generate(
             }
             Verdict::Rewrite(kubeconfig, reasons) => {
                 out.insert(leaf.base.clone(), kubeconfig);
-                report.push(
-                    leaf.display_path(),
-                    files,
-                    leaf.host.clone(),
-                    Action::Rewritten(reasons),
-                );
+                let action = Action::Rewritten(reasons);
+                report.push(leaf.display_path(), files, leaf.host.clone(), action);
             }
             Verdict::Issue(reasons) => {
-                let Some(issuer) = &ca.issuer else {
-                    needs_key
-                        .entry(ca.id.base().to_string())
-                        .or_default()
-                        .push(leaf.display_path());
-                    continue;
+                let (Some(issuer), Some(pair)) = (&ca.issuer, new_keys.next()) else {
+                    return Err(PkiError::NotGenerated { path: leaf.display_path() });
                 };
                 let subject = Subject {
                     common_name: &leaf.common_name,
@@ -109,7 +116,7 @@ pub fn generate(
                     ip_addresses: &leaf.ip_addresses,
                     ext_key_usages: &leaf.ext_key_usages,
                 };
-                write_leaf(&leaf, &subject, issuer, ca, req, now, serials, &mut out)?;
+                write_leaf(leaf, &subject, pair, issuer, ca, req, now, serials, &mut out)?;
                 let action = match reasons {
                     None => Action::Created,
                     Some(r) => Action::Reissued(r),
@@ -117,11 +124,6 @@ pub fn generate(
                 report.push(leaf.display_path(), files, leaf.host.clone(), action);
             }
         }
-    }
-    if !needs_key.is_empty() {
-        let ca = needs_key.keys().cloned().collect::<Vec<_>>().join(".crt, ");
-        let leaves = needs_key.into_values().flatten().collect();
-        return Err(PkiError::CaKeyMissing { ca, leaves });
     }
     note_orphans(req, &out, &mut report);
     Ok(Outcome { store: out, report })
@@ -132,6 +134,7 @@ pub fn generate(
 pub(crate) fn write_leaf(
     leaf: &LeafProfile,
     subject: &Subject<'_>,
+    pair: KeyPair,
     issuer: &rcgen::Issuer<'_, KeyPair>,
     ca: &LoadedCa,
     req: &PkiRequest,
@@ -140,7 +143,6 @@ pub(crate) fn write_leaf(
     out: &mut Store,
 ) -> Result<(), PkiError> {
     let what = leaf.display_path();
-    let pair = keys::generate(req.key_algorithm, &what)?;
     let cert =
         issue::signed_leaf(subject, &pair, issuer, now, req.certificate_validity, serials, &what)?;
     let key_pem = keys::to_pem(&pair, &what)?;

@@ -26,6 +26,35 @@ pub(crate) fn generate(alg: KeyAlgorithm, what: &str) -> Result<KeyPair, PkiErro
     result.map_err(|e| crypto(what, e))
 }
 
+/// `count` keys of `alg`, generated on all cores (RSA generation is slow), in a stable order.
+pub(crate) fn generate_many(alg: KeyAlgorithm, count: usize) -> Result<Vec<KeyPair>, PkiError> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, count);
+    let per_worker = count.div_ceil(workers);
+    let batches: Vec<Result<Vec<KeyPair>, PkiError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let n = per_worker.min(count.saturating_sub(w * per_worker));
+                scope.spawn(move || (0..n).map(|_| generate(alg, "leaf key")).collect())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(crypto("leaf key", "key generation thread panicked")))
+            })
+            .collect()
+    });
+    let mut keys = Vec::with_capacity(count);
+    for batch in batches {
+        keys.extend(batch?);
+    }
+    Ok(keys)
+}
+
 /// The key as kubeadm writes it: SEC1 for EC, PKCS#1 for RSA.
 pub(crate) fn to_pem(key: &KeyPair, what: &str) -> Result<String, PkiError> {
     let pkcs8 = key.serialized_der();

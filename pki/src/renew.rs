@@ -63,8 +63,8 @@ pub fn renew(
             .ok_or_else(|| PkiError::NotGenerated { path: crt(id.base()) })?;
         cas.insert(id, ca);
     }
-    let mut out = store.clone();
-    let mut report = Report::default();
+    // Check every selected leaf before generating any key.
+    let mut work = Vec::new();
     for leaf in chosen {
         let ca = &cas[&leaf.signer];
         let Some(issuer) = &ca.issuer else {
@@ -73,7 +73,12 @@ pub fn renew(
                 ca: ca.id.base().into(),
             });
         };
-        let facts = existing(leaf, store)?;
+        work.push((leaf, ca, issuer, existing(leaf, store)?));
+    }
+    let mut out = store.clone();
+    let mut report = Report::default();
+    let new_keys = crate::keys::generate_many(req.key_algorithm, work.len())?;
+    for ((leaf, ca, issuer, facts), pair) in work.into_iter().zip(new_keys) {
         let mut renewed = leaf.clone();
         if let LeafKind::Kubeconfig { server } = &mut renewed.kind {
             // Keep the kubeconfig's own server, as kubeadm does.
@@ -92,7 +97,7 @@ pub fn renew(
             ext_key_usages: &ekus,
         };
         renewed.common_name = facts.common_name.clone();
-        write_leaf(&renewed, &subject, issuer, ca, req, now, serials, &mut out)?;
+        write_leaf(&renewed, &subject, pair, issuer, ca, req, now, serials, &mut out)?;
         report.push(leaf.display_path(), leaf.files(), leaf.host.clone(), Action::Renewed);
     }
     Ok(Outcome { store: out, report })
