@@ -310,3 +310,72 @@ pub(crate) fn leaves(req: &PkiRequest) -> Vec<LeafProfile> {
     out.push(super_admin);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{ApiServerNames, ControlPlane};
+
+    fn request(endpoint: Option<&str>, extra: &[&str]) -> PkiRequest {
+        PkiRequest {
+            cluster_name: "t".into(),
+            key_algorithm: crate::KeyAlgorithm::EcdsaP256,
+            certificate_validity: std::time::Duration::from_secs(86_400),
+            ca_validity: std::time::Duration::from_secs(86_400 * 10),
+            api_server: ApiServerNames {
+                service_ip: "10.96.0.1".parse().unwrap(),
+                cluster_domain: "corp.local".into(),
+                endpoint_host: endpoint.map(str::to_string),
+                vip: Some("10.0.0.100".parse().unwrap()),
+                extra_sans: extra.iter().map(|s| s.to_string()).collect(),
+            },
+            cluster_server: "https://10.0.0.100:6443".into(),
+            control_planes: vec![ControlPlane {
+                name: "cp1".into(),
+                address: "10.0.0.1".parse().unwrap(),
+                local_server: "https://10.0.0.1:6443".into(),
+            }],
+            etcd_members: vec![],
+            nodes: vec![],
+        }
+    }
+
+    #[test]
+    fn apiserver_sans_follow_kubeadm_sorting_and_dedup() {
+        let req = request(Some("api.corp.example"), &["fd00::5", "*.apps.example", "10.0.0.1"]);
+        let apiserver = leaves(&req).into_iter().find(|l| l.name == "apiserver").unwrap();
+        assert_eq!(
+            apiserver.dns_names,
+            [
+                "*.apps.example",
+                "api.corp.example",
+                "cp1",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.corp.local"
+            ]
+        );
+        let ips: Vec<String> = apiserver.ip_addresses.iter().map(|i| i.to_string()).collect();
+        assert_eq!(ips, ["10.96.0.1", "10.0.0.1", "fd00::5", "10.0.0.100"]);
+        let bracketed = request(Some("[fd00::9]"), &[]);
+        let apiserver = leaves(&bracketed).into_iter().find(|l| l.name == "apiserver").unwrap();
+        assert!(apiserver.ip_addresses.contains(&"fd00::9".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_san_that_is_no_dns_name_is_an_error_not_a_panic() {
+        let req = request(None, &["bücher.example"]);
+        let err = crate::generate(
+            &req,
+            &crate::Store::new(),
+            time::OffsetDateTime::UNIX_EPOCH,
+            &mut crate::SeededSerials::new(1),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("SAN \"bücher.example\" is not a valid DNS name"),
+            "{err}"
+        );
+    }
+}
