@@ -49,6 +49,9 @@ pub struct Problem {
     /// A second place worth showing, e.g. the first of two duplicates.
     #[serde(skip)]
     pub related: Option<(String, Position)>,
+    /// Whether the source can be shown (not for unreadable files).
+    #[serde(skip)]
+    pub snippet: bool,
 }
 
 impl Problem {
@@ -66,6 +69,7 @@ impl Problem {
             help: help.into(),
             position,
             related: None,
+            snippet: true,
         }
     }
 
@@ -93,6 +97,9 @@ impl miette::Diagnostic for Problem {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if !self.snippet {
+            return None;
+        }
         let mut labels = vec![LabeledSpan::new_primary_with_span(
             None,
             (self.position.offset, self.position.len),
@@ -138,7 +145,8 @@ impl Diagnostics {
     }
 
     /// A single problem in a source that could not be decoded (no snippet).
-    pub fn single(origin: &str, problem: Problem) -> Diagnostics {
+    pub fn single(origin: &str, mut problem: Problem) -> Diagnostics {
+        problem.snippet = false;
         Diagnostics::new(origin, "", vec![problem])
     }
 

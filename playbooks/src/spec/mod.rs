@@ -15,16 +15,19 @@ pub use yaml::{MAX_SPEC_BYTES, Node};
 
 use crate::model::Cluster;
 
-/// A parsed spec with the node tree that locates its paths.
-pub struct Parsed {
+/// A parsed spec. The span-carrying node tree that locates paths is built only when a problem
+/// needs a position, so a valid spec is parsed once.
+pub struct Parsed<'a> {
     pub spec: ClusterSpec,
-    pub tree: Spanned<Node>,
+    source: &'a str,
+    tree: std::cell::OnceCell<Option<Spanned<Node>>>,
 }
 
-impl Parsed {
+impl Parsed<'_> {
     /// Where `path` (e.g. `spec.hosts[2].address`) is written.
     pub fn locate(&self, path: &str) -> Position {
-        yaml::locate(&self.tree, path)
+        let tree = self.tree.get_or_init(|| yaml::parse_tree(self.source).ok());
+        tree.as_ref().map_or(Position::START, |t| yaml::locate(t, path))
     }
 }
 
@@ -74,38 +77,46 @@ pub fn decode<'a>(bytes: &'a [u8], origin: &str) -> Result<&'a str, Diagnostics>
             let prefix = std::str::from_utf8(&bytes[..good]).unwrap_or("");
             let position = Position::of_offset(prefix, good, 0);
             let bad = bytes.get(good).copied().unwrap_or(0);
-            Err(refuse(
-                position,
-                format!(
-                    "the file is not valid UTF-8: byte 0x{bad:02X} at line {} column {} (byte offset {good})",
-                    position.line, position.column
-                ),
-                "save the file as UTF-8 (e.g. `iconv -f LATIN1 -t UTF-8`); YAML specs must be UTF-8",
-            ))
+            let message = format!(
+                "the file is not valid UTF-8: byte 0x{bad:02X} at line {} column {} (byte offset {good})",
+                position.line, position.column
+            );
+            let help = "save the file as UTF-8 (e.g. `iconv -f LATIN1 -t UTF-8`); YAML specs must be UTF-8";
+            // The valid text before the bad byte is the snippet; the label sits at its end.
+            Err(Diagnostics::new(origin, prefix, vec![Problem::new("", position, message, help)]))
         }
     }
 }
 
-/// Parses spec text into its serde types, keeping the node tree for positions. Structural
-/// problems (unknown fields, wrong types, missing fields) are all reported at once.
-pub fn parse(source: &str, origin: &str) -> Result<Parsed, Diagnostics> {
-    let fail = |problems: Vec<Problem>| Diagnostics::new(origin, source, problems);
+/// Parses spec text into its serde types. When that fails, the text is parsed again into a
+/// node tree so that every structural problem (unknown fields, wrong types, missing fields) is
+/// reported at once, each with its path, rather than only the first one serde met.
+pub fn parse<'a>(source: &'a str, origin: &str) -> Result<Parsed<'a>, Diagnostics> {
     if source.len() > MAX_SPEC_BYTES {
-        return Err(decode(source.as_bytes(), origin).err().unwrap_or_else(|| fail(Vec::new())));
+        return Err(decode(source.as_bytes(), origin)
+            .err()
+            .unwrap_or_else(|| Diagnostics::new(origin, "", Vec::new())));
     }
-    let tree =
-        yaml::parse_tree(source).map_err(|e| fail(vec![yaml::problem_from_error(&e, None)]))?;
+    match serde_saphyr::from_str_with_options::<ClusterSpec>(source, yaml::options()) {
+        Ok(spec) => Ok(Parsed { spec, source, tree: std::cell::OnceCell::new() }),
+        Err(e) => Err(Diagnostics::new(origin, source, diagnose(source, &e))),
+    }
+}
+
+/// Every problem behind a failed typed parse.
+fn diagnose(source: &str, typed: &serde_saphyr::Error) -> Vec<Problem> {
+    let tree = match yaml::parse_tree(source) {
+        Ok(tree) => tree,
+        Err(e) => return vec![yaml::problem_from_error(&e, source, None)],
+    };
     if let Some(problem) = document_shape(&tree) {
-        return Err(fail(vec![problem]));
+        return vec![problem];
     }
     let structural = structure::check(&tree);
     if !structural.is_empty() {
-        return Err(fail(structural));
+        return structural;
     }
-    match serde_saphyr::from_str_with_options::<ClusterSpec>(source, yaml::options()) {
-        Ok(spec) => Ok(Parsed { spec, tree }),
-        Err(e) => Err(fail(vec![yaml::problem_from_error(&e, Some(&tree))])),
-    }
+    vec![yaml::problem_from_error(typed, source, Some(&tree))]
 }
 
 mod structure;

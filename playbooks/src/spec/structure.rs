@@ -169,7 +169,11 @@ impl<'s> Walker<'s> {
         }
         for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
             let Some(name) = required.as_str() else { continue };
-            if !entries.iter().any(|(k, _)| k.value == name) {
+            // A misspelt key already says "did you mean `name`?"; one report is enough.
+            let misspelt = entries.iter().any(|(k, _)| {
+                !properties.contains_key(&k.value) && closest(&k.value, [name]).is_some()
+            });
+            if !misspelt && !entries.iter().any(|(k, _)| k.value == name) {
                 let help = match properties.get(name).and_then(|p| p.get("description")) {
                     Some(Value::String(d)) => format!("add `{name}:` ({})", first_sentence(d)),
                     _ => format!("add `{name}:`"),
@@ -255,6 +259,7 @@ fn type_help(ty: &str, name: &str, schema: &Value) -> String {
             Some(max) => format!("write a whole number from 0 to {max}, without quotes"),
             None => "write a whole number without quotes".into(),
         },
+        "string" => format!("write `{name}` as a single value, e.g. `{name}: value`"),
         _ => format!("write a value for `{name}`"),
     }
 }
@@ -283,14 +288,16 @@ mod tests {
             "{HEAD}spec:\n  kubernetesVersion: v1.33.1\n  hosts:\n    - name: a\n      adress: 10.0.0.1\n      roles: [control-plane]\n  netwrok: {{}}\n"
         );
         let p = problems(&src);
-        assert_eq!(p.len(), 3, "{p:?}");
+        // The missing `address` is not reported twice: the hint on `adress` covers it.
+        assert_eq!(p.len(), 2, "{p:?}");
         assert_eq!(p[0].0, "spec.hosts[0].adress");
         assert_eq!((p[0].1, p[0].2), (8, 7));
         assert_eq!(p[0].4, "did you mean `address`?");
-        assert_eq!(p[1].0, "spec.hosts[0].address");
-        assert!(p[1].3.contains("missing `address`"));
-        assert_eq!(p[2].0, "spec.netwrok");
-        assert_eq!(p[2].4, "did you mean `network`?");
+        assert_eq!(p[1].0, "spec.netwrok");
+        assert_eq!(p[1].4, "did you mean `network`?");
+        let missing = problems(&format!("{HEAD}spec:\n  hosts: []\n"));
+        assert_eq!(missing[0].0, "spec.kubernetesVersion");
+        assert!(missing[0].3.contains("`spec` is missing `kubernetesVersion`"), "{missing:?}");
     }
 
     #[test]

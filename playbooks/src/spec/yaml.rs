@@ -25,7 +25,7 @@ pub fn options() -> serde_saphyr::Options {
     let budget = serde_saphyr::budget! {
         max_reader_input_bytes: Some(MAX_SPEC_BYTES),
         flow_nesting_limit: MAX_DEPTH,
-        max_events: 4_000_000,
+        max_events: 2_000_000,
         max_aliases: MAX_ALIASES,
         max_anchors: MAX_ALIASES,
         max_recorded_anchor_events: MAX_REPLAYED_EVENTS,
@@ -33,7 +33,7 @@ pub fn options() -> serde_saphyr::Options {
         max_depth: MAX_DEPTH,
         max_inclusion_depth: 0,
         max_documents: 1,
-        max_nodes: 2_000_000,
+        max_nodes: 1_000_000,
         max_total_scalar_bytes: MAX_SPEC_BYTES,
         max_merge_keys: 1_000,
     };
@@ -175,12 +175,38 @@ pub fn parse_tree(source: &str) -> Result<Spanned<Node>, serde_saphyr::Error> {
     serde_saphyr::from_str_with_options(source, options())
 }
 
+/// Like [`position`], computing the byte offset from line and column when the scanner did not
+/// record it (its syntax errors carry only line and column).
+pub fn position_in(source: &str, location: &Location) -> Position {
+    let mut p = position(location);
+    if location.span().byte_offset().is_none() {
+        let line_start: usize = source
+            .split_inclusive('\n')
+            .take(p.line.saturating_sub(1) as usize)
+            .map(str::len)
+            .sum();
+        let line = source.get(line_start..).unwrap_or("");
+        let column: usize =
+            line.chars().take(p.column.saturating_sub(1) as usize).map(char::len_utf8).sum();
+        p.offset = (line_start + column).min(source.len());
+        p.len = line.get(column..).and_then(|r| r.chars().next()).map_or(0, char::len_utf8);
+        if p.len == 1 && source.as_bytes().get(p.offset) == Some(&b'\n') {
+            p.len = 0;
+        }
+    }
+    p
+}
+
 /// A serde-saphyr error as a problem; `tree` (when the syntax was fine) names the path.
-pub fn problem_from_error(err: &serde_saphyr::Error, tree: Option<&Spanned<Node>>) -> Problem {
+pub fn problem_from_error(
+    err: &serde_saphyr::Error,
+    source: &str,
+    tree: Option<&Spanned<Node>>,
+) -> Problem {
     use serde_saphyr::MessageFormatter;
     let inner = err.without_snippet();
     let raw = serde_saphyr::UserMessageFormatter.format_message(inner).into_owned();
-    let position = err.location().map(|l| position(&l)).unwrap_or(Position::START);
+    let position = err.location().map(|l| position_in(source, &l)).unwrap_or(Position::START);
     let path = tree.map(|t| path_at(t, position.offset)).unwrap_or_default();
     let (message, help) = explain(&raw);
     Problem::new(path, position, message, help)
@@ -189,26 +215,46 @@ pub fn problem_from_error(err: &serde_saphyr::Error, tree: Option<&Spanned<Node>
 /// Rewrites the parser's wording into a message and a remedy a cluster operator can act on.
 fn explain(raw: &str) -> (String, String) {
     let lower = raw.to_ascii_lowercase();
-    let help = if lower.contains("duplicate mapping key") {
+    if lower.contains("duplicate mapping key") {
         let key = raw.split('`').nth(1).unwrap_or("");
         return (
             format!("the key `{key}` appears twice in the same mapping"),
             "remove one of them; YAML keeps only one value per key".into(),
         );
+    }
+    // Budget breaches read like "limits breached: Depth { depth: 33 }"; name the limit instead.
+    let breach = lower.split("limits breached:").nth(1).unwrap_or("");
+    let (message, help) = if breach.contains("document") {
+        (
+            "the file holds more than one YAML document".to_string(),
+            "put exactly one cluster spec in the file (no `---` separated documents)",
+        )
+    } else if breach.contains("depth") || lower.contains("recursion") || lower.contains("nesting") {
+        (
+            format!("the YAML nests deeper than {MAX_DEPTH} levels"),
+            "a cluster spec nests at most a few levels; check the indentation and brackets",
+        )
+    } else if breach.contains("alias") || breach.contains("anchor") || lower.contains("replay") {
+        (
+            "the YAML expands anchors and aliases (`&name`/`*name`) beyond kubeforge's limit"
+                .to_string(),
+            "a cluster spec needs few anchors and aliases; write the values out instead",
+        )
+    } else if !breach.is_empty() {
+        (
+            "the YAML has more nodes or text than a cluster spec may have".to_string(),
+            "check that this is the cluster spec; even 50,000 hosts fit comfortably",
+        )
     } else if lower.contains("tab") {
-        "indent with spaces; YAML does not allow tabs for indentation"
-    } else if lower.contains("budget") || lower.contains("alias") || lower.contains("anchor") {
-        "a cluster spec needs few anchors and aliases; write the values out instead"
-    } else if lower.contains("depth") || lower.contains("nesting") {
-        "a cluster spec nests at most a few levels; check the indentation"
+        (raw.to_string(), "indent with spaces; YAML does not allow tabs for indentation")
+    } else if lower.contains("quoted") {
+        (raw.to_string(), "a quote is not closed: end the quoted value on the same line")
     } else if lower.contains("end of input") || lower.contains("eof") {
-        "the file is empty; run `kubeforge init` to write an example spec"
-    } else if lower.contains("document") {
-        "put exactly one cluster spec in the file (no `---` separated documents)"
+        (raw.to_string(), "the file ends early: close the open quote, bracket or brace")
     } else {
-        "check the YAML syntax at this position"
+        (raw.to_string(), "check the YAML syntax at this position (indentation, quotes, brackets)")
     };
-    (raw.to_string(), help.to_string())
+    (message, help.to_string())
 }
 
 /// The YAML path of the innermost node that contains byte `offset` (`` when none).
@@ -328,7 +374,7 @@ mod tests {
     #[test]
     fn duplicate_keys_are_errors() {
         let err = parse_tree("a: 1\na: 2\n").unwrap_err();
-        let p = problem_from_error(&err, None);
+        let p = problem_from_error(&err, "a: 1\na: 2\n", None);
         assert_eq!((p.line, p.column), (2, 1));
         assert!(p.message.contains("`a` appears twice"), "{}", p.message);
     }
