@@ -87,7 +87,8 @@ pub fn hosts(
         is_control_plane.push(cp);
         control_planes += usize::from(cp);
         etcd_hosts += usize::from(r.contains(&Role::Etcd));
-        kubelets += usize::from(!r.is_empty() && !(r.len() == 1 && r.contains(&Role::Etcd)));
+        let etcd_only = r.len() == 1 && r.contains(&Role::Etcd);
+        kubelets += usize::from(!r.is_empty() && !etcd_only);
         let roles = roles_ok.then_some(r);
 
         let host_ssh = host_ssh(c, i, h.ssh.as_ref(), ssh);

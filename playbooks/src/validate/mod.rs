@@ -358,10 +358,10 @@ fn artifacts(c: &mut Checker<'_>, s: &Spec) -> Option<ArtifactSource> {
 
 fn backup(c: &mut Checker<'_>, s: &Spec) -> Option<Option<Backup>> {
     let Some(b) = &s.backup else { return Some(None) };
-    let schedule = match &b.schedule {
-        Some(expr) => Some(c.check(|| "spec.backup.schedule".into(), cron::schedule(expr))),
-        None => None,
-    };
+    let schedule = b
+        .schedule
+        .as_ref()
+        .map(|expr| c.check(|| "spec.backup.schedule".into(), cron::schedule(expr)));
     let retention = b.retention.unwrap_or(DEFAULT_RETENTION);
     let retention_ok = (1..=10_000).contains(&retention);
     if !retention_ok {
