@@ -16,7 +16,9 @@ pub struct Cluster {
     /// `metadata.name`, a DNS-1123 label.
     pub name: String,
     pub kubernetes_version: KubeVersion,
-    /// Where clients reach the API; `None` only for a single control plane without LB.
+    /// Where clients reach the API; `None` for a single control plane without a load balancer,
+    /// and for node-local mode without an explicit endpoint (each node's local haproxy serves).
+    /// With keepalived-haproxy and no explicit endpoint it is `<vip>:6443`.
     pub control_plane_endpoint: Option<Endpoint>,
     pub network: Network,
     pub etcd: Etcd,
