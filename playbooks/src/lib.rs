@@ -4,8 +4,8 @@
 //! feeds it bytes and facts and executes what it returns.
 
 pub mod artifacts;
-pub mod etcd_membership;
 pub mod diff;
+pub mod etcd_membership;
 pub mod facts;
 pub mod model;
 pub mod pki_inputs;
