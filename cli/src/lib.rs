@@ -2,6 +2,7 @@
 //! executor. It is the only crate that touches files, the network, processes or the terminal;
 //! every decision about the cluster comes from `kubeforge-playbooks` as data.
 
+pub mod artifacts;
 pub mod cli;
 pub mod commands;
 pub mod context;
@@ -9,6 +10,7 @@ pub mod etcd;
 pub mod exec;
 pub mod gather;
 pub mod lab;
+pub mod observe;
 pub mod secrets_store;
 pub mod spec_file;
 pub mod state;

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kubeforge_playbooks::facts::{ProbeWindow, parse_probe_output};
-use kubeforge_playbooks::plan::{self, ArtifactInventory, Phase, PhaseSelection, PlanInput};
+use kubeforge_playbooks::plan::{
+    self, ArtifactInventory, Observed, Phase, PhaseSelection, PlanInput,
+};
 use kubeforge_playbooks::render::{NodeFile, RenderTree};
 
 const SPEC: &str = "apiVersion: kubeforge.dev/v1alpha1
@@ -118,6 +120,7 @@ fn plan_of_fresh_lab_machines_matches_golden() {
         facts: &facts,
         artifacts: &artifacts,
         selection: &selection,
+        observed: &Observed::default(),
     };
     let plan = plan::plan(input).unwrap();
     let text = plan::render_text(&plan);
@@ -138,6 +141,7 @@ fn plan_of_fresh_lab_machines_matches_golden() {
         facts: &facts,
         artifacts: &artifacts,
         selection: &selection,
+        observed: &Observed::default(),
     };
     let plan = plan::plan(input).unwrap();
     check("one-unreachable.txt", &plan::render_text(&plan));

@@ -7,12 +7,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use kubeforge_playbooks::artifacts::{self, Component};
-use kubeforge_playbooks::model::{ArtifactSource, Cluster};
-use kubeforge_playbooks::plan::{
-    self, ARTIFACT_BINARIES, ArtifactInventory, LocalArtifact, Phase, PhaseSelection, Plan,
-    PlanInput,
-};
+use kubeforge_playbooks::model::Cluster;
+use kubeforge_playbooks::plan::{self, Phase, PhaseSelection, Plan, PlanInput};
 use kubeforge_playbooks::render::{RenderInput, render};
 use miette::{IntoDiagnostic as _, WrapErr as _, miette};
 
@@ -61,7 +57,8 @@ pub async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
         .map_err(|e| miette!("{e}"))
         .wrap_err("rendering the hosts' files")?;
     let spec_dir = global.file.parent().unwrap_or(Path::new("."));
-    let artifacts = local_artifacts(&cluster, spec_dir)?;
+    let selection = PhaseSelection::new(args.until, &args.skip_phases);
+    let artifacts = crate::artifacts::inventory(&cluster, spec_dir, &selection)?;
     let known_hosts = state.root().join("known_hosts");
     let targets = cluster
         .hosts
@@ -73,43 +70,17 @@ pub async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
         .collect();
     let connector = Arc::new(SshConnector::new(ConnectOptions::default()));
     let gathered = gather(connector, targets, args.concurrency).await;
-    let selection = PhaseSelection::new(args.until, &args.skip_phases);
+    let observed = crate::observe::observe(&cluster, &state, &selection, &gathered).await?;
     let input = PlanInput {
         cluster: &cluster,
         tree: &tree,
         facts: &gathered.facts,
         artifacts: &artifacts,
         selection: &selection,
+        observed: &observed,
     };
     let plan = plan::plan(input).map_err(|e| miette!("{e}"))?;
     Ok(Prepared { cluster, state, plan, transports: gathered.transports })
-}
-
-/// The runtime binaries found in an artifact directory (`dir:` source), hashed locally.
-fn local_artifacts(cluster: &Cluster, spec_dir: &Path) -> miette::Result<ArtifactInventory> {
-    let mut inventory = ArtifactInventory::new();
-    let ArtifactSource::Dir(dir) = &cluster.artifacts else {
-        return Ok(inventory);
-    };
-    let root = artifacts::dir_relative_to(spec_dir, dir);
-    for name in ARTIFACT_BINARIES {
-        let (component, version) = match name {
-            "runc" => (Component::Runc, artifacts::catalog::DEFAULT_RUNC),
-            _ => (Component::Containerd, artifacts::catalog::DEFAULT_CONTAINERD),
-        };
-        let path = root.join(artifacts::layout::relative_path(component, version, name));
-        if path.is_file() {
-            let sha256 = crate::transport::FileContents::LocalFile(path.clone())
-                .sha256()
-                .into_diagnostic()
-                .wrap_err_with(|| format!("cannot read artifact {}", path.display()))?;
-            inventory.insert(
-                name.to_string(),
-                LocalArtifact { path: path.display().to_string(), sha256 },
-            );
-        }
-    }
-    Ok(inventory)
 }
 
 pub fn run(global: &Global, args: Args) -> miette::Result<ExitCode> {

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use kubeforge_playbooks::facts::ProbeRequest;
 use kubeforge_playbooks::model::*;
-use kubeforge_playbooks::plan::{self, ArtifactInventory, Phase, PhaseSelection, Plan, PlanInput};
+use kubeforge_playbooks::plan::{
+    self, ArtifactInventory, Observed, Phase, PhaseSelection, Plan, PlanInput,
+};
 use kubeforge_playbooks::render::{NodeFile, RenderTree};
 
 use super::events::Collect;
@@ -326,6 +328,7 @@ async fn plan_lab(lab: &Lab) -> (Plan, BTreeMap<String, Arc<dyn crate::transport
         facts: &gathered.facts,
         artifacts: &artifacts,
         selection: &selection,
+        observed: &Observed::default(),
     };
     (plan::plan(input).unwrap(), gathered.transports)
 }

@@ -4,20 +4,28 @@
 //! hosts. It does no I/O: `cli` gathers facts and executes the plan; `plan` and `apply` print the
 //! same `Plan`.
 
+mod addons;
+mod control_plane;
+mod etcd;
 mod files;
+mod loadbalancer;
+mod observed;
 mod os;
 mod phase;
+mod pki;
 mod preflight;
 mod runtime;
 mod text;
 mod types;
+mod workers;
 
 use std::collections::BTreeMap;
 
 use crate::facts::{HostFacts, ProbeRequest};
-use crate::model::Cluster;
+use crate::model::{Cluster, Host};
 use crate::render::RenderTree;
 
+pub use observed::Observed;
 pub use phase::{Phase, PhaseSelection, UnknownPhase};
 pub use runtime::ARTIFACT_BINARIES;
 pub use text::render_text;
@@ -49,6 +57,8 @@ pub struct PlanInput<'a> {
     pub facts: &'a BTreeMap<String, HostProbe>,
     pub artifacts: &'a ArtifactInventory,
     pub selection: &'a PhaseSelection,
+    /// Cluster-wide observations (etcd's member list) made by `cli` before planning.
+    pub observed: &'a Observed,
 }
 
 /// Why no plan could be made at all (host-level problems block hosts instead).
@@ -59,8 +69,13 @@ pub enum PlanError {
 }
 
 /// Units kubeforge manages or whose state preflight judges.
-pub const PROBED_UNITS: [&str; 4] =
-    ["containerd.service", "etcd.service", "haproxy.service", "kubelet.service"];
+pub const PROBED_UNITS: [&str; 5] = [
+    "containerd.service",
+    "etcd.service",
+    "haproxy.service",
+    "keepalived.service",
+    "kubelet.service",
+];
 
 /// Binaries whose versions are reported (and whose presence preflight judges).
 pub const PROBED_BINARIES: [&str; 4] = ["containerd", "etcd", "kubelet", "runc"];
@@ -117,18 +132,28 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, PlanError> {
 
     let mut phases = Vec::new();
     for &phase in input.selection.phases() {
-        let mut hosts = BTreeMap::new();
-        for (&name, &facts) in &ready {
-            let Some(host) = cluster.host(name) else { continue };
-            let steps = match phase {
-                Phase::Os => os::plan_host(input, host, facts),
-                Phase::Runtime => runtime::plan_host(input, host, facts),
-                _ => Vec::new(),
-            };
-            if !steps.is_empty() {
-                hosts.insert(name.to_string(), steps);
+        let per_host = |plan_host: fn(PlanInput<'_>, &Host, &HostFacts) -> Vec<Step>| {
+            let mut hosts = BTreeMap::new();
+            for (&name, &facts) in &ready {
+                let Some(host) = cluster.host(name) else { continue };
+                let steps = plan_host(input, host, facts);
+                if !steps.is_empty() {
+                    hosts.insert(name.to_string(), steps);
+                }
             }
-        }
+            hosts
+        };
+        let hosts = match phase {
+            Phase::Preflight => BTreeMap::new(),
+            Phase::Os => per_host(os::plan_host),
+            Phase::Runtime => per_host(runtime::plan_host),
+            Phase::Pki => per_host(pki::plan_host),
+            Phase::Etcd => etcd::plan_phase(input, &ready)?,
+            Phase::LoadBalancer => per_host(loadbalancer::plan_host),
+            Phase::ControlPlane => per_host(control_plane::plan_host),
+            Phase::Workers => per_host(workers::plan_host),
+            Phase::Addons => per_host(addons::plan_host),
+        };
         phases.push(PhasePlan { phase, built: phase.is_built(), hosts });
     }
     Ok(Plan { cluster: cluster.name.clone(), phases, blocked })

@@ -50,7 +50,18 @@ impl Phase {
 
     /// Whether this version of kubeforge can plan the phase.
     pub fn is_built(self) -> bool {
-        matches!(self, Phase::Preflight | Phase::Os | Phase::Runtime)
+        // One line per phase, so that each phase's owner flips only its own.
+        match self {
+            Phase::Preflight => true,
+            Phase::Os => true,
+            Phase::Runtime => true,
+            Phase::Pki => false,
+            Phase::Etcd => false,
+            Phase::LoadBalancer => false,
+            Phase::ControlPlane => false,
+            Phase::Workers => false,
+            Phase::Addons => false,
+        }
     }
 }
 

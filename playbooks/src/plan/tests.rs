@@ -178,7 +178,15 @@ fn run_plan(
     sel: &PhaseSelection,
 ) -> Plan {
     let artifacts = ArtifactInventory::new();
-    plan(PlanInput { cluster, tree, facts, artifacts: &artifacts, selection: sel }).unwrap()
+    plan(PlanInput {
+        cluster,
+        tree,
+        facts,
+        artifacts: &artifacts,
+        selection: sel,
+        observed: &Observed::default(),
+    })
+    .unwrap()
 }
 
 /// Applies a plan's effects to facts the way a host would (files written, modules loaded,
@@ -372,6 +380,7 @@ fn missing_runtime_binaries_come_from_artifacts_or_block() {
         facts: &facts,
         artifacts: &artifacts,
         selection: &sel,
+        observed: &Observed::default(),
     };
     let planned = plan(input).unwrap();
     assert!(planned.blocked.is_empty());
@@ -397,6 +406,7 @@ fn missing_runtime_binaries_come_from_artifacts_or_block() {
         facts: &facts,
         artifacts: &artifacts,
         selection: &sel,
+        observed: &Observed::default(),
     })
     .unwrap();
     assert!(again.is_converged(), "{}", render_text(&again));
