@@ -92,7 +92,7 @@ fn anonymous_config_and_probe_port_follow_the_kubernetes_version() {
     let pod = text(&v134, "cp1", "/etc/kubernetes/manifests/kube-apiserver.yaml");
     assert!(pod.contains("--authentication-config=/etc/kubernetes/authentication-config.yaml"));
     assert!(pod.contains("port: probe-port"));
-    assert!(pod.contains("image: \"registry.k8s.io/kube-apiserver:v1.34.0\""));
+    assert!(pod.contains("image: registry.k8s.io/kube-apiserver:v1.34.0\n"), "{pod}");
     let containerd = text(&v134, "w1", "/etc/containerd/config.toml");
     assert!(containerd.contains("registry.k8s.io/pause:3.10.1"));
 }
