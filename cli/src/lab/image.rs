@@ -27,6 +27,8 @@ pub const PACKAGES: &[&str] = &[
     "conntrack",
     "socat",
     "ca-certificates",
+    // Only so that the plan benchmark can time Ansible against the same machines.
+    "python3",
 ];
 
 /// sshd settings of every machine: root by key only, one host key (made per machine).
