@@ -5,7 +5,8 @@
 
 use kubeforge_pki::{ApiServerNames, ControlPlane, EtcdMember, Node, PkiRequest};
 
-use crate::model::{Cluster, Endpoint, EndpointHost, Host};
+use crate::model::{Cluster, Endpoint, EndpointHost, Host, LoadBalancerMode};
+use crate::render::configs::kubeconfig_server;
 
 /// kubeadm's default `bindPort`: every apiserver listens here on its own address.
 pub const API_SERVER_PORT: u16 = 6443;
@@ -16,14 +17,29 @@ pub fn local_api_server_url(host: &Host) -> String {
 }
 
 /// The server a node's kubelet.conf uses: its local apiserver on control planes from v1.33
-/// (kubeadm's `ControlPlaneKubeletLocalMode`), the control-plane endpoint everywhere else.
+/// (kubeadm's `ControlPlaneKubeletLocalMode`); otherwise the server every kubeconfig of that
+/// host uses (in node-local mode, the node's own haproxy on loopback).
 pub fn kubelet_server_url(cluster: &Cluster, host: &Host) -> String {
     let local_mode = cluster.kubernetes_version.major > 1 || cluster.kubernetes_version.minor >= 33;
     if host.is_control_plane() && local_mode {
         local_api_server_url(host)
     } else {
-        cluster.api_server_url()
+        kubeconfig_server(cluster, host)
     }
+}
+
+/// Names the apiserver certificate needs beyond the spec's `extraSANs`: in node-local mode
+/// clients reach it through their own haproxy at `127.0.0.1`, so that address must verify.
+fn api_server_extra_sans(cluster: &Cluster) -> Vec<String> {
+    let mut sans = cluster.pki.extra_sans.clone();
+    if cluster.load_balancer.mode == LoadBalancerMode::NodeLocal {
+        for name in ["127.0.0.1", "localhost"] {
+            if !sans.iter().any(|s| s == name) {
+                sans.push(name.to_string());
+            }
+        }
+    }
+    sans
 }
 
 /// The PKI request for the whole cluster.
@@ -42,7 +58,7 @@ pub fn pki_request(cluster: &Cluster) -> PkiRequest {
             cluster_domain: cluster.network.cluster_domain.clone(),
             endpoint_host,
             vip: cluster.load_balancer.vip,
-            extra_sans: cluster.pki.extra_sans.clone(),
+            extra_sans: api_server_extra_sans(cluster),
         },
         cluster_server: cluster.api_server_url(),
         control_planes: cluster
@@ -65,5 +81,33 @@ pub fn pki_request(cluster: &Cluster) -> PkiRequest {
                 kubelet_server: kubelet_server_url(cluster, h),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::configs::test_cluster::{node_local, stacked};
+
+    #[test]
+    fn node_local_workers_reach_the_api_through_their_own_haproxy() {
+        let cluster = node_local();
+        let request = pki_request(&cluster);
+        let w1 = request.nodes.iter().find(|n| n.name == "w1").expect("w1 runs a kubelet");
+        assert_eq!(w1.kubelet_server, "https://127.0.0.1:6443");
+        let cp1 = request.nodes.iter().find(|n| n.name == "cp1").expect("cp1 runs a kubelet");
+        assert_eq!(cp1.kubelet_server, "https://10.88.0.11:6443");
+        for name in ["127.0.0.1", "localhost"] {
+            assert_eq!(request.api_server.extra_sans.iter().filter(|s| *s == name).count(), 1);
+        }
+    }
+
+    #[test]
+    fn other_modes_use_the_endpoint_and_add_no_loopback_san() {
+        let cluster = stacked();
+        let request = pki_request(&cluster);
+        let w1 = request.nodes.iter().find(|n| n.name == "w1").expect("w1 runs a kubelet");
+        assert_eq!(w1.kubelet_server, cluster.api_server_url());
+        assert!(!request.api_server.extra_sans.iter().any(|s| s == "127.0.0.1"));
     }
 }
