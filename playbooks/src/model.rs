@@ -259,6 +259,18 @@ pub struct Backup {
     pub schedule: Option<String>,
     pub retention: u32,
     pub destination: PathBuf,
+    /// What runs the scheduled snapshots (one of them, never both: no double snapshots).
+    pub runner: BackupRunner,
+}
+
+/// What runs scheduled snapshots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BackupRunner {
+    /// `kubeforge-backup.timer` on every etcd member.
+    #[default]
+    SystemdTimer,
+    /// The `etcd-backup` CronJob in kube-system.
+    CronJob,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

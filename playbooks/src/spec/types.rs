@@ -220,6 +220,20 @@ pub struct BackupSpec {
     /// Absolute directory on the etcd hosts for snapshots [/var/backups/kubeforge].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
+    /// What runs scheduled snapshots [systemd-timer].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<BackupRunnerSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupRunnerSpec {
+    /// A systemd timer on every etcd member snapshots its local member: works while the API
+    /// server is down, and leaves a copy on each member.
+    SystemdTimer,
+    /// One Kubernetes CronJob (kube-system, on control planes) snapshots through the
+    /// apiserver's etcd client certificate.
+    Cronjob,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

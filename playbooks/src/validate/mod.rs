@@ -11,12 +11,13 @@ pub mod values;
 use std::time::Duration;
 
 use crate::model::{
-    ArtifactSource, Backup, Bastion, Cluster, Etcd, EtcdTopology, HostKeyPolicy, KeyAlgorithm, Pki,
-    Ssh,
+    ArtifactSource, Backup, BackupRunner, Bastion, Cluster, Etcd, EtcdTopology, HostKeyPolicy,
+    KeyAlgorithm, Pki, Ssh,
 };
 use crate::spec::diagnostics::{Position, Problem};
 use crate::spec::types::{
-    API_VERSION, ClusterSpec, EtcdTopologySpec, HostKeyPolicySpec, KIND, KeyAlgorithmSpec, Spec,
+    API_VERSION, BackupRunnerSpec, ClusterSpec, EtcdTopologySpec, HostKeyPolicySpec, KIND,
+    KeyAlgorithmSpec, Spec,
 };
 use crate::versions;
 use values::{Checked, Refusal};
@@ -383,7 +384,11 @@ fn backup(c: &mut Checker<'_>, s: &Spec) -> Option<Option<Backup>> {
         None => None,
     };
     retention_ok.then_some(())?;
-    Some(Some(Backup { schedule, retention, destination: destination? }))
+    let runner = match b.runner {
+        None | Some(BackupRunnerSpec::SystemdTimer) => BackupRunner::SystemdTimer,
+        Some(BackupRunnerSpec::Cronjob) => BackupRunner::CronJob,
+    };
+    Some(Some(Backup { schedule, retention, destination: destination?, runner }))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use kubeforge_templates::contexts::{
 };
 
 use super::{ConfigRenderError, Ctx, ETCD_CLIENT_PORT, HostOut, loopback, pki, url};
-use crate::model::{Backup, Cluster, Host};
+use crate::model::{Backup, BackupRunner, Cluster, Host};
 
 pub const CRONJOB: &str = "/etc/kubernetes/addons/etcd-backup.yaml";
 pub const SERVICE: &str = "/etc/systemd/system/kubeforge-backup.service";
@@ -45,8 +45,11 @@ pub(super) fn add(ctx: Ctx<'_>, out: &mut HostOut<'_>) -> Result<(), ConfigRende
     let Some(backup) = cluster.backup.as_ref() else { return Ok(()) };
     let Some(schedule) = backup.schedule.as_deref() else { return Ok(()) };
     let host = out.host;
-    if host.is_control_plane() {
-        out.render(CRONJOB, 0o600, false, &cronjob(ctx, host, backup, schedule))?;
+    if backup.runner == BackupRunner::CronJob {
+        if host.is_control_plane() {
+            out.render(CRONJOB, 0o600, false, &cronjob(ctx, host, backup, schedule))?;
+        }
+        return Ok(());
     }
     if is_etcd_member(cluster, host) {
         // The local member over loopback, with the member's own etcd client certificate.

@@ -60,6 +60,7 @@ pub fn stacked() -> Cluster {
             schedule: Some("0 3 * * *".into()),
             retention: 7,
             destination: PathBuf::from("/var/backups/etcd"),
+            runner: BackupRunner::SystemdTimer,
         }),
         hosts: vec![
             host("cp1", "10.88.0.11", &[Role::ControlPlane]),

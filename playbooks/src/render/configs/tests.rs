@@ -3,7 +3,7 @@
 
 use super::test_cluster::{external, node_local, secrets, stacked};
 use super::*;
-use crate::model::Cluster;
+use crate::model::{BackupRunner, Cluster};
 use crate::render::RenderTree;
 
 fn render(cluster: &Cluster) -> RenderTree {
@@ -21,6 +21,22 @@ fn text(tree: &RenderTree, host: &str, path: &str) -> String {
 }
 
 #[test]
+fn scheduled_backups_have_exactly_one_runner() {
+    let timer = "/etc/systemd/system/kubeforge-backup.timer";
+    let cronjob = "/etc/kubernetes/addons/etcd-backup.yaml";
+    let count = |tree: &RenderTree, path: &str| {
+        tree.hosts.values().filter(|files| files.contains_key(path)).count()
+    };
+    let tree = render(&stacked());
+    assert_eq!((count(&tree, timer), count(&tree, cronjob)), (3, 0));
+    let mut with_cronjob = stacked();
+    with_cronjob.backup.as_mut().unwrap().runner = BackupRunner::CronJob;
+    let tree = render(&with_cronjob);
+    assert_eq!(count(&tree, timer), 0);
+    assert_eq!(count(&tree, cronjob), 3, "the manifest sits on every control plane");
+}
+
+#[test]
 fn stacked_control_planes_get_pods_etcd_and_lb_workers_do_not() {
     let tree = render(&stacked());
     for cp in ["cp1", "cp2", "cp3"] {
@@ -33,7 +49,6 @@ fn stacked_control_planes_get_pods_etcd_and_lb_workers_do_not() {
             "/etc/systemd/system/etcd.service",
             "/etc/haproxy/haproxy.cfg",
             "/etc/keepalived/keepalived.conf",
-            "/etc/kubernetes/addons/etcd-backup.yaml",
             "/etc/systemd/system/kubeforge-backup.timer",
             "/var/lib/kubelet/config.yaml",
         ] {
