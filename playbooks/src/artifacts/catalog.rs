@@ -87,7 +87,17 @@ pub fn crictl_version(kubernetes_minor: u32) -> String {
 
 /// The catalog entry for one component version and architecture.
 pub fn find(component: Component, version: &str, arch: Arch) -> Option<&'static CatalogEntry> {
-    ENTRIES.iter().find(|e| e.component == component && e.version == version && e.arch == arch)
+    find_in(ENTRIES, component, version, arch)
+}
+
+/// [`find`] in another list of entries (a test catalog serving fake files).
+pub fn find_in<'a>(
+    entries: &'a [CatalogEntry],
+    component: Component,
+    version: &str,
+    arch: Arch,
+) -> Option<&'a CatalogEntry> {
+    entries.iter().find(|e| e.component == component && e.version == version && e.arch == arch)
 }
 
 /// Catalogued versions of a component for an architecture, in catalog order.

@@ -15,11 +15,17 @@
 //!   release image archives, so the catalog holds no file for them and the registry's content
 //!   addressing is the only check. This is the one case where `upstream` needs registry access
 //!   from the nodes; `dir:` needs none.
+//! * The pause, CoreDNS and kube-proxy images follow the same rule: image archives in a
+//!   directory, registry pulls with `upstream`.
 //! * Upstream archives are unpacked on the operator's machine into the same layout as `dir:`,
 //!   so everything after the download treats both sources alike.
+//!
+//! What each phase needs, and the names under which the cli hands the files to the planner
+//! (the `ArtifactInventory` keys), are in [`needs`].
 
 pub mod catalog;
 pub mod layout;
+pub mod needs;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -66,6 +72,9 @@ pub enum Component {
     KubeApiserver,
     KubeControllerManager,
     KubeScheduler,
+    KubeProxy,
+    Pause,
+    CoreDns,
     Containerd,
     Runc,
     Crictl,
@@ -81,11 +90,15 @@ pub enum HostScope {
     KubeletHosts,
     /// Control planes only.
     ControlPlanes,
+    /// Hosts that run a kubelet and are not control planes.
+    Workers,
+    /// Every host in the spec.
+    AllHosts,
 }
 
 impl Component {
     /// Every component, in install order.
-    pub const ALL: [Component; 10] = [
+    pub const ALL: [Component; 13] = [
         Component::Etcd,
         Component::Containerd,
         Component::Runc,
@@ -96,6 +109,9 @@ impl Component {
         Component::KubeApiserver,
         Component::KubeControllerManager,
         Component::KubeScheduler,
+        Component::KubeProxy,
+        Component::Pause,
+        Component::CoreDns,
     ];
 
     /// The directory name in the layout and the name in messages.
@@ -107,6 +123,9 @@ impl Component {
             Component::KubeApiserver => "kube-apiserver",
             Component::KubeControllerManager => "kube-controller-manager",
             Component::KubeScheduler => "kube-scheduler",
+            Component::KubeProxy => "kube-proxy",
+            Component::Pause => "pause",
+            Component::CoreDns => "coredns",
             Component::Containerd => "containerd",
             Component::Runc => "runc",
             Component::Crictl => "crictl",
@@ -122,6 +141,9 @@ impl Component {
             | Component::KubeScheduler
             | Component::Kubectl => HostScope::ControlPlanes,
             Component::Kubelet
+            | Component::KubeProxy
+            | Component::Pause
+            | Component::CoreDns
             | Component::Containerd
             | Component::Runc
             | Component::Crictl
@@ -129,11 +151,16 @@ impl Component {
         }
     }
 
-    /// A static-pod component shipped as a container image.
+    /// A component shipped as a container image (static pods, the sandbox, the add-ons).
     pub fn is_image(self) -> bool {
         matches!(
             self,
-            Component::KubeApiserver | Component::KubeControllerManager | Component::KubeScheduler
+            Component::KubeApiserver
+                | Component::KubeControllerManager
+                | Component::KubeScheduler
+                | Component::KubeProxy
+                | Component::Pause
+                | Component::CoreDns
         )
     }
 }
@@ -247,25 +274,31 @@ pub struct ResolveError {
 
 /// The component versions a cluster runs, before any source is consulted.
 pub fn wanted_versions(cluster: &Cluster) -> Vec<(Component, String)> {
+    Component::ALL.iter().filter_map(|&c| Some((c, wanted_version(cluster, c)?))).collect()
+}
+
+/// The version of one component a cluster runs; `None` only for the pause and CoreDNS images of
+/// a Kubernetes minor kubeforge does not support (validation rejects those).
+pub fn wanted_version(cluster: &Cluster, c: Component) -> Option<String> {
     let k8s = cluster.kubernetes_version.to_string();
-    Component::ALL
-        .iter()
-        .map(|&c| {
-            let version = match c {
-                Component::Etcd => cluster.etcd.version.clone(),
-                Component::Containerd => catalog::DEFAULT_CONTAINERD.to_string(),
-                Component::Runc => catalog::DEFAULT_RUNC.to_string(),
-                Component::CniPlugins => catalog::DEFAULT_CNI_PLUGINS.to_string(),
-                Component::Crictl => catalog::crictl_version(cluster.kubernetes_version.minor),
-                Component::Kubelet
-                | Component::Kubectl
-                | Component::KubeApiserver
-                | Component::KubeControllerManager
-                | Component::KubeScheduler => k8s.clone(),
-            };
-            (c, version)
-        })
-        .collect()
+    let release = crate::versions::release(cluster.kubernetes_version);
+    Some({
+        match c {
+            Component::Etcd => cluster.etcd.version.clone(),
+            Component::Containerd => catalog::DEFAULT_CONTAINERD.to_string(),
+            Component::Runc => catalog::DEFAULT_RUNC.to_string(),
+            Component::CniPlugins => catalog::DEFAULT_CNI_PLUGINS.to_string(),
+            Component::Crictl => catalog::crictl_version(cluster.kubernetes_version.minor),
+            Component::Pause => release?.pause.to_string(),
+            Component::CoreDns => release?.coredns.to_string(),
+            Component::Kubelet
+            | Component::Kubectl
+            | Component::KubeApiserver
+            | Component::KubeControllerManager
+            | Component::KubeScheduler
+            | Component::KubeProxy => k8s,
+        }
+    })
 }
 
 /// Resolves every artifact the cluster needs for nodes of one architecture, in install order.
@@ -282,7 +315,7 @@ pub fn resolve(cluster: &Cluster, arch: Arch) -> Result<Vec<ArtifactRef>, Resolv
             let mut refs = Vec::new();
             let mut missing = Vec::new();
             for (component, version) in wanted {
-                match upstream_ref(component, &version, arch) {
+                match upstream_ref(catalog::ENTRIES, component, &version, arch) {
                     Some(r) => refs.push(r),
                     None => missing.push(MissingArtifact {
                         component,
@@ -300,8 +333,14 @@ pub fn resolve(cluster: &Cluster, arch: Arch) -> Result<Vec<ArtifactRef>, Resolv
     }
 }
 
-/// The upstream artifact for one component version, if the catalog knows it.
-pub fn upstream_ref(component: Component, version: &str, arch: Arch) -> Option<ArtifactRef> {
+/// The upstream artifact for one component version, if `entries` (the built-in
+/// [`catalog::ENTRIES`], or a test's own) knows it.
+pub fn upstream_ref(
+    entries: &[catalog::CatalogEntry],
+    component: Component,
+    version: &str,
+    arch: Arch,
+) -> Option<ArtifactRef> {
     if component.is_image() {
         let image = layout::image_reference(component, version);
         return Some(ArtifactRef {
@@ -314,7 +353,7 @@ pub fn upstream_ref(component: Component, version: &str, arch: Arch) -> Option<A
             packaging: Packaging::RegistryPull { image },
         });
     }
-    let entry = catalog::find(component, version, arch)?;
+    let entry = catalog::find_in(entries, component, version, arch)?;
     let (file_name, url, packaging) = upstream_file(component, version, arch)?;
     Some(ArtifactRef {
         component,
@@ -343,7 +382,7 @@ fn upstream_file(
     arch: Arch,
 ) -> Option<(String, String, Packaging)> {
     let bare = version.trim_start_matches('v');
-    let files = layout::files(component);
+    let files = layout::files(component, version);
     Some(match component {
         Component::Etcd => {
             let dir = format!("etcd-{version}-linux-{arch}");
@@ -384,9 +423,12 @@ fn upstream_file(
             );
             (file, url, members("", files))
         }
-        Component::KubeApiserver | Component::KubeControllerManager | Component::KubeScheduler => {
-            return None;
-        }
+        Component::KubeApiserver
+        | Component::KubeControllerManager
+        | Component::KubeScheduler
+        | Component::KubeProxy
+        | Component::Pause
+        | Component::CoreDns => return None,
     })
 }
 

@@ -97,7 +97,7 @@ fn upstream_resolves_every_component_with_urls_and_checksums() {
         etcd.sha256.as_deref(),
         Some("adddda4b06718e68671ffabff2f8cee48488ba61ad82900e639d108f2148501c")
     );
-    assert_eq!(etcd.layout_files(), ["etcd", "etcdctl"]);
+    assert_eq!(etcd.layout_files(), ["etcd", "etcdctl", "etcdutl"]);
     match &etcd.packaging {
         Packaging::TarGz(m) => assert_eq!(m[0].member, "etcd-v3.5.21-linux-amd64/etcd"),
         other => panic!("etcd packaging {other:?}"),
@@ -184,7 +184,10 @@ fn missing_dir_files_are_listed() {
         .filter(|r| r.component == Component::Etcd)
         .collect();
     let present = BTreeSet::from([PathBuf::from("/b/etcd/v3.5.1/etcd")]);
-    assert_eq!(layout::missing_files(&refs, &present), [PathBuf::from("/b/etcd/v3.5.1/etcdctl")]);
+    assert_eq!(
+        layout::missing_files(&refs, &present),
+        [PathBuf::from("/b/etcd/v3.5.1/etcdctl"), PathBuf::from("/b/etcd/v3.5.1/etcdutl")]
+    );
 }
 
 #[test]
@@ -194,7 +197,7 @@ fn upstream_and_dir_agree_on_layout_files() {
         if r.component.is_image() {
             continue;
         }
-        assert_eq!(r.layout_files(), layout::files(r.component), "{:?}", r.component);
+        assert_eq!(r.layout_files(), layout::files(r.component, &r.version), "{:?}", r.component);
     }
 }
 
@@ -213,4 +216,159 @@ fn node_paths_and_arch_names() {
         dir_relative_to(std::path::Path::new("/spec"), std::path::Path::new("bundle")),
         PathBuf::from("/spec/bundle")
     );
+}
+
+#[test]
+fn etcdutl_ships_from_etcd_3_5() {
+    assert_eq!(layout::files(Component::Etcd, "v3.4.23"), ["etcd", "etcdctl"]);
+    assert_eq!(layout::files(Component::Etcd, "v3.5.1"), ["etcd", "etcdctl", "etcdutl"]);
+    assert_eq!(layout::files(Component::Etcd, "v3.6.4"), ["etcd", "etcdctl", "etcdutl"]);
+    assert_eq!(layout::files(Component::Etcd, "v10.0.0"), ["etcd", "etcdctl", "etcdutl"]);
+    assert!(layout::has_etcdutl("garbage"));
+}
+
+#[test]
+fn sha256sums_parse_as_sha256sum_writes_them() {
+    let a = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let text =
+        format!("# comment\n{a}  etcd/v3.5.1/etcd\n\n{} *./runc/v1.3.4/runc\r\n", "AB".repeat(32));
+    let sums = layout::parse_sha256sums(&text).unwrap();
+    assert_eq!(sums["etcd/v3.5.1/etcd"], a);
+    assert_eq!(sums["runc/v1.3.4/runc"], "ab".repeat(32));
+    assert_eq!(sums.len(), 2);
+    assert_eq!(
+        layout::parse_sha256sums(&format!("{a}  ok\nnot a line\n")).unwrap_err(),
+        "line 2: expected `<sha256 hex>  <path>`"
+    );
+    assert!(layout::parse_sha256sums("abc  short-hash\n").is_err());
+}
+
+#[test]
+fn image_components_use_kubeadm_tags_and_names() {
+    let c = cluster(33, 8, "v3.5.21", ArtifactSource::Dir(PathBuf::from("/b")));
+    let refs = resolve(&c, Arch::Amd64).unwrap();
+    let find = |comp| refs.iter().find(|r| r.component == comp).unwrap();
+    assert_eq!(find(Component::Pause).location, Location::Path("/b/pause/3.10/pause.tar".into()));
+    assert_eq!(
+        find(Component::CoreDns).packaging,
+        Packaging::ImageArchive { image: "registry.k8s.io/coredns/coredns:v1.12.0".into() }
+    );
+    assert_eq!(
+        find(Component::KubeProxy).location,
+        Location::Path("/b/kube-proxy/v1.33.8/kube-proxy.tar".into())
+    );
+}
+
+mod needs_tests {
+    use super::*;
+    use crate::plan::{Phase, PhaseSelection};
+
+    fn keys(c: &Cluster, phase: Phase) -> Vec<String> {
+        needs::needs(c, phase).into_iter().map(|n| n.key).collect()
+    }
+
+    #[test]
+    fn phases_need_documented_keys() {
+        let c = cluster(33, 1, "v3.5.1", ArtifactSource::Dir(PathBuf::from("/b")));
+        assert_eq!(
+            keys(&c, Phase::Runtime),
+            ["containerd", "containerd-shim-runc-v2", "ctr", "runc"]
+        );
+        assert_eq!(keys(&c, Phase::Etcd), ["etcd", "etcdctl", "etcdutl"]);
+        assert_eq!(
+            keys(&c, Phase::ControlPlane),
+            [
+                "kubelet",
+                "kubectl",
+                "crictl",
+                "cni:bridge",
+                "cni:host-local",
+                "cni:loopback",
+                "cni:portmap",
+                "image:pause",
+                "image:kube-apiserver",
+                "image:kube-controller-manager",
+                "image:kube-scheduler"
+            ]
+        );
+        assert_eq!(
+            keys(&c, Phase::Workers),
+            [
+                "kubelet",
+                "crictl",
+                "cni:bridge",
+                "cni:host-local",
+                "cni:loopback",
+                "cni:portmap",
+                "image:pause"
+            ]
+        );
+        assert_eq!(keys(&c, Phase::Addons), ["image:kube-proxy", "image:coredns"]);
+        for phase in [Phase::Preflight, Phase::Os, Phase::Pki, Phase::LoadBalancer] {
+            assert!(keys(&c, phase).is_empty(), "{phase}");
+        }
+        let kubelet = &needs::needs(&c, Phase::ControlPlane)[0];
+        assert_eq!(kubelet.version, "v1.33.1");
+        assert_eq!(kubelet.relative_path(), PathBuf::from("kubelet/v1.33.1/kubelet"));
+    }
+
+    #[test]
+    fn upstream_needs_no_image_files_and_old_etcd_no_etcdutl() {
+        let c = cluster(33, 8, "v3.4.23", ArtifactSource::Upstream);
+        assert!(keys(&c, Phase::ControlPlane).iter().all(|k| !k.starts_with("image:")));
+        assert!(keys(&c, Phase::Addons).is_empty());
+        assert_eq!(keys(&c, Phase::Etcd), ["etcd", "etcdctl"]);
+        let until_lb = needs::selected(&c, &PhaseSelection::new(Some(Phase::LoadBalancer), &[]));
+        let phases: BTreeSet<Phase> = until_lb.iter().map(|n| n.phase).collect();
+        assert_eq!(phases, BTreeSet::from([Phase::Runtime, Phase::Etcd]));
+    }
+
+    #[test]
+    fn scopes_pick_the_right_hosts() {
+        let c = cluster(33, 8, "v3.5.21", ArtifactSource::Upstream);
+        let (cp, w) = (&c.hosts[0], &c.hosts[1]);
+        assert!(needs::in_scope(&c, cp, HostScope::EtcdMembers));
+        assert!(!needs::in_scope(&c, w, HostScope::EtcdMembers));
+        assert!(needs::in_scope(&c, w, HostScope::Workers));
+        assert!(!needs::in_scope(&c, cp, HostScope::Workers));
+        assert!(needs::in_scope(&c, w, HostScope::KubeletHosts));
+        assert!(needs::in_scope(&c, w, HostScope::AllHosts));
+    }
+
+    #[test]
+    fn missing_files_are_described_with_path_or_url() {
+        let dir = cluster(33, 1, "v3.5.1", ArtifactSource::Dir(PathBuf::from("bundle")));
+        let (msg, remedy) = needs::describe_missing(
+            &dir,
+            Component::Kubelet,
+            "v1.33.1",
+            &["kubelet"],
+            Some(Arch::Amd64),
+        );
+        assert_eq!(
+            msg,
+            "kubelet v1.33.1: `kubelet` not found in the artifact directory; looked for \
+             bundle/kubelet/v1.33.1/kubelet (relative to the spec file's folder)"
+        );
+        assert!(
+            remedy.starts_with("put the linux/amd64 file(s) at bundle/kubelet/v1.33.1/kubelet"),
+            "{remedy}"
+        );
+
+        let up = cluster(33, 8, "v3.5.21", ArtifactSource::Upstream);
+        let (msg, remedy) = needs::describe_missing(
+            &up,
+            Component::Kubelet,
+            "v1.33.8",
+            &["kubelet"],
+            Some(Arch::Arm64),
+        );
+        assert!(msg.contains("https://dl.k8s.io/release/v1.33.8/bin/linux/arm64/kubelet"), "{msg}");
+        assert!(remedy.contains("KUBEFORGE_ARTIFACT_MIRROR"), "{remedy}");
+        let (msg, remedy) =
+            needs::describe_missing(&up, Component::Etcd, "v3.4.23", &["etcd", "etcdctl"], None);
+        assert!(msg.contains("etcd v3.4.23 (linux/amd64) is not in the built-in catalog"), "{msg}");
+        assert!(msg.contains("catalogued: v3.5.15, v3.5.16, v3.5.21"), "{msg}");
+        assert!(remedy.contains("<dir>/etcd/v3.4.23/etcd, <dir>/etcd/v3.4.23/etcdctl"), "{remedy}");
+    }
 }

@@ -1,10 +1,15 @@
 //! `preflight`: checks judged from facts before anything changes. Each failing check names the
 //! host, what is wrong and what to do; a failing host is blocked while the others proceed.
+//! The `artifacts` check names every file a selected phase needs on the host that the artifact
+//! source lacks (component, version, the path or URL looked at, and how to provide it); the
+//! runtime's binaries may instead be installed on the host from its packages.
 
 use std::collections::BTreeMap;
 
 use super::types::Problem;
-use super::{Phase, PlanInput, runtime};
+use super::{Phase, PlanInput};
+use crate::artifacts::needs::{self, Need};
+use crate::artifacts::{Arch, Component};
 use crate::facts::HostFacts;
 use crate::model::{Host, LoadBalancerMode};
 
@@ -133,21 +138,7 @@ fn host_checks(input: PlanInput<'_>, host: &Host, facts: &HostFacts) -> Vec<Prob
             ));
         }
     }
-    if input.selection.contains(Phase::Runtime) {
-        for name in runtime::REQUIRED_BINARIES {
-            let on_host = facts.binaries.get(name).is_some_and(|b| b.path.is_some());
-            if !on_host && !input.artifacts.contains_key(name) {
-                problems.push(problem(
-                    "artifacts",
-                    format!("`{name}` is neither installed on the host nor in the artifact source"),
-                    format!(
-                        "install it on the host (Debian/Ubuntu: `apt-get install {name}`) or add it to \
-                         the artifact directory as {name}/<version>/{name} (artifacts.source: dir:<path>)"
-                    ),
-                ));
-            }
-        }
-    }
+    problems.extend(artifact_problems(input, host, facts));
     problems
 }
 
@@ -178,4 +169,209 @@ fn ports_for(input: PlanInput<'_>, host: &Host) -> Vec<(u16, &'static str, &'sta
         ports.push((port, "haproxy (API load balancer)", "haproxy.service"));
     }
     ports
+}
+
+/// One problem per component version a selected phase needs on this host and the artifact
+/// source lacks, in phase and install order.
+fn artifact_problems(input: PlanInput<'_>, host: &Host, facts: &HostFacts) -> Vec<Problem> {
+    let installed = |name: &str| facts.binaries.get(name).is_some_and(|b| b.path.is_some());
+    let mut missing: Vec<(&Need, Vec<&'static str>)> = Vec::new();
+    let wanted = needs::selected(input.cluster, input.selection);
+    for need in &wanted {
+        if !needs::in_scope(input.cluster, host, need.hosts)
+            || input.artifacts.contains_key(&need.key)
+            || (need.host_may_provide && installed(need.component.name()))
+        {
+            continue;
+        }
+        let same = |(n, _): &&mut (&Need, Vec<&'static str>)| {
+            n.phase == need.phase && n.component == need.component && n.version == need.version
+        };
+        match missing.iter_mut().find(same) {
+            Some((_, files)) => files.push(need.file),
+            None => missing.push((need, vec![need.file])),
+        }
+    }
+    let arch = Arch::from_uname(&facts.arch);
+    missing
+        .into_iter()
+        .map(|(need, files)| {
+            let (what, remedy) =
+                needs::describe_missing(input.cluster, need.component, &need.version, &files, arch);
+            let message = if need.host_may_provide {
+                format!(
+                    "{} phase: `{}` is not installed on the host, and {what}",
+                    need.phase,
+                    need.component.name()
+                )
+            } else {
+                format!("{} phase: {what}", need.phase)
+            };
+            let remedy = match need.component {
+                Component::Containerd | Component::Runc => format!(
+                    "install it on the host (Debian/Ubuntu: `apt-get install {}`), or {remedy}",
+                    need.component.name()
+                ),
+                _ => remedy,
+            };
+            problem("artifacts", message, remedy)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use super::super::tests::{cluster, fresh_facts, tree};
+    use super::super::{
+        ArtifactInventory, HostProbe, LocalArtifact, Observed, Phase, PhaseSelection, PlanInput,
+        plan,
+    };
+    use crate::model::{ArtifactSource, Cluster, Role};
+
+    const CP: &[Role] = &[Role::ControlPlane];
+    const WORKER: &[Role] = &[Role::Worker];
+
+    /// The lab's situation: a directory with etcd v3.5.1 only, containerd and runc installed.
+    fn lab() -> (Cluster, BTreeMap<String, HostProbe>, ArtifactInventory) {
+        let mut c = cluster(&[("cp1", "10.0.0.11", CP), ("w1", "10.0.0.21", WORKER)]);
+        c.artifacts = ArtifactSource::Dir(PathBuf::from("/srv/lab-artifacts"));
+        c.etcd.version = "v3.5.1".into();
+        let facts = ["cp1", "w1"].iter().map(|h| (h.to_string(), Ok(fresh_facts(h)))).collect();
+        let inventory = ["etcd", "etcdctl", "etcdutl"]
+            .iter()
+            .map(|b| {
+                let path = format!("/srv/lab-artifacts/etcd/v3.5.1/{b}");
+                (b.to_string(), LocalArtifact { path, sha256: "ab".repeat(32) })
+            })
+            .collect();
+        (c, facts, inventory)
+    }
+
+    fn artifact_messages(
+        c: &Cluster,
+        facts: &BTreeMap<String, HostProbe>,
+        inventory: &ArtifactInventory,
+        until: Phase,
+    ) -> BTreeMap<String, Vec<(String, String)>> {
+        let tree = tree(&["cp1", "w1"]);
+        let selection = PhaseSelection::new(Some(until), &[]);
+        let input = PlanInput {
+            cluster: c,
+            tree: &tree,
+            facts,
+            artifacts: inventory,
+            selection: &selection,
+            observed: &Observed::default(),
+        };
+        let plan = plan(input).unwrap();
+        plan.blocked
+            .into_iter()
+            .map(|(host, problems)| {
+                let found = problems
+                    .into_iter()
+                    .filter(|p| p.check == "artifacts")
+                    .map(|p| (p.message, p.remedy))
+                    .collect();
+                (host, found)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lab_passes_until_loadbalancer() {
+        let (c, facts, inventory) = lab();
+        let blocked = artifact_messages(&c, &facts, &inventory, Phase::LoadBalancer);
+        assert!(blocked.values().all(Vec::is_empty), "{blocked:#?}");
+    }
+
+    #[test]
+    fn lab_without_kubelet_fails_control_plane_naming_version_and_path() {
+        let (c, facts, inventory) = lab();
+        let blocked = artifact_messages(&c, &facts, &inventory, Phase::ControlPlane);
+        let cp1 = &blocked["cp1"];
+        let (kubelet, remedy) = &cp1[0];
+        assert_eq!(
+            kubelet,
+            "control-plane phase: kubelet v1.33.1: `kubelet` not found in the artifact directory; \
+             looked for /srv/lab-artifacts/kubelet/v1.33.1/kubelet"
+        );
+        assert!(
+            remedy.starts_with(
+                "put the linux/amd64 file(s) at /srv/lab-artifacts/kubelet/v1.33.1/kubelet"
+            ),
+            "{remedy}"
+        );
+        let all = cp1.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>().join("\n");
+        for expected in [
+            "kubectl v1.33.1",
+            "crictl v1.33.0",
+            "`bridge`, `host-local`, `loopback`, `portmap`",
+            "/srv/lab-artifacts/pause/3.10/pause.tar",
+            "/srv/lab-artifacts/kube-apiserver/v1.33.1/kube-apiserver.tar",
+        ] {
+            assert!(all.contains(expected), "{expected} missing in\n{all}");
+        }
+        // The worker is not a control plane: the control-plane phase needs nothing there.
+        assert!(!blocked.contains_key("w1"), "{blocked:#?}");
+        let workers = artifact_messages(&c, &facts, &inventory, Phase::Workers);
+        assert!(workers["w1"][0].0.starts_with("workers phase: kubelet v1.33.1"), "{workers:#?}");
+        assert!(workers["w1"].iter().all(|(m, _)| !m.contains("kubectl")), "{workers:#?}");
+    }
+
+    #[test]
+    fn missing_etcd_blocks_only_etcd_members() {
+        let (c, facts, mut inventory) = lab();
+        inventory.remove("etcdutl");
+        let blocked = artifact_messages(&c, &facts, &inventory, Phase::Etcd);
+        assert_eq!(blocked.keys().collect::<Vec<_>>(), ["cp1"]);
+        assert_eq!(
+            blocked["cp1"][0].0,
+            "etcd phase: etcd v3.5.1: `etcdutl` not found in the artifact directory; looked for \
+             /srv/lab-artifacts/etcd/v3.5.1/etcdutl"
+        );
+        assert!(blocked["cp1"][0].1.contains("spec.etcd.version"), "{:?}", blocked["cp1"][0]);
+    }
+
+    #[test]
+    fn runtime_binaries_installed_on_the_host_need_no_artifacts() {
+        let (c, mut facts, inventory) = lab();
+        let blocked = artifact_messages(&c, &facts, &inventory, Phase::Runtime);
+        assert!(blocked.values().all(Vec::is_empty), "{blocked:#?}");
+        if let Some(Ok(f)) = facts.get_mut("w1") {
+            f.binaries.remove("runc");
+        }
+        let blocked = artifact_messages(&c, &facts, &inventory, Phase::Runtime);
+        let (message, remedy) = &blocked["w1"][0];
+        assert_eq!(
+            message,
+            "runtime phase: `runc` is not installed on the host, and runc v1.3.4: `runc` not \
+             found in the artifact directory; looked for /srv/lab-artifacts/runc/v1.3.4/runc"
+        );
+        assert!(
+            remedy.starts_with("install it on the host (Debian/Ubuntu: `apt-get install runc`)")
+        );
+        assert!(!blocked.contains_key("cp1"));
+    }
+
+    #[test]
+    fn upstream_names_the_catalog_gap_and_needs_no_images() {
+        let (mut c, facts, inventory) = lab();
+        c.artifacts = ArtifactSource::Upstream;
+        let blocked = artifact_messages(&c, &facts, &inventory, Phase::Addons);
+        let cp1: Vec<&str> = blocked["cp1"].iter().map(|(m, _)| m.as_str()).collect();
+        assert!(
+            cp1[0].starts_with(
+                "control-plane phase: kubelet v1.33.1 (linux/amd64) is not in the built-in catalog"
+            ),
+            "{cp1:#?}"
+        );
+        assert!(cp1[0].contains("catalogued: v1.32.10, v1.33.8, v1.34.4"), "{cp1:#?}");
+        assert!(
+            cp1.iter().all(|m| !m.contains("pause") && !m.contains("kube-apiserver")),
+            "{cp1:#?}"
+        );
+    }
 }

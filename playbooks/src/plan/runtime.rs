@@ -5,20 +5,18 @@
 use super::PlanInput;
 use super::files::{Wanted, put_file};
 use super::types::{Gate, PushArtifact, Step, UnitAction, UnitStep};
+use crate::artifacts::{Component, layout};
 use crate::facts::HostFacts;
 use crate::model::Host;
 
 pub(crate) const UNIT: &str = "containerd.service";
 const UNIT_FILE: &str = "/etc/systemd/system/containerd.service";
 
-/// Binaries the runtime needs on every host.
-pub(crate) const REQUIRED_BINARIES: [&str; 2] = ["containerd", "runc"];
-
-/// Artifact names the cli looks for under `bin/` in an artifact directory.
+/// The inventory keys this phase pushes (the runtime's entries in
+/// [`crate::artifacts::needs`]): containerd with its shim and `ctr`, and runc. Each goes to
+/// [`crate::artifacts::layout::node_path`], `/usr/local/bin`, never over a distribution
+/// package's files.
 pub const ARTIFACT_BINARIES: [&str; 4] = ["containerd", "containerd-shim-runc-v2", "ctr", "runc"];
-
-/// Where pushed binaries go (never over a distribution package's files).
-const BIN_DIR: &str = "/usr/local/bin";
 
 /// containerd's upstream unit, installed only with binaries pushed from the artifact source (a
 /// packaged containerd brings its own).
@@ -63,12 +61,14 @@ pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) ->
     for name in ARTIFACT_BINARIES {
         // containerd's companions are pushed with it; runc on its own when missing.
         let needed = if name == "runc" { !installed("runc") } else { containerd_missing };
-        if let (true, Some(artifact)) = (needed, input.artifacts.get(name)) {
+        let component = if name == "runc" { Component::Runc } else { Component::Containerd };
+        let dest = layout::node_path(component, name);
+        if let (true, Some(artifact), Some(dest)) = (needed, input.artifacts.get(name), dest) {
             steps.push(Step::PushArtifact(PushArtifact {
                 name: name.to_string(),
                 local_path: artifact.path.clone(),
                 sha256: artifact.sha256.clone(),
-                dest: format!("{BIN_DIR}/{name}"),
+                dest,
                 mode: 0o755,
             }));
         }
@@ -135,4 +135,24 @@ pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) ->
         }));
     }
     steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifacts::needs;
+    use crate::model::{ArtifactSource, Role};
+    use crate::plan::Phase;
+
+    #[test]
+    fn pushed_names_are_the_runtime_inventory_keys() {
+        let mut cluster =
+            super::super::tests::cluster(&[("cp1", "10.0.0.11", &[Role::ControlPlane])]);
+        for source in [ArtifactSource::Upstream, ArtifactSource::Dir("/b".into())] {
+            cluster.artifacts = source;
+            let keys: Vec<String> =
+                needs::needs(&cluster, Phase::Runtime).into_iter().map(|n| n.key).collect();
+            assert_eq!(keys, ARTIFACT_BINARIES);
+        }
+    }
 }

@@ -1,0 +1,62 @@
+//! What can go wrong while finding, downloading and verifying artifacts. Each error names the
+//! file or URL and says what to do; none of them is raised for a file that is merely absent
+//! (preflight names those per host).
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ArtifactError {
+    #[error("cannot read artifact {}", path.display())]
+    #[diagnostic(help("check the file's permissions"))]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{file} does not match its sha256: expected {expected} ({against}), found {found}")]
+    #[diagnostic(help("{remedy}"))]
+    Checksum { file: String, expected: String, found: String, against: String, remedy: String },
+
+    #[error("{} is not a valid SHA256SUMS file: {detail}", path.display())]
+    #[diagnostic(help(
+        "write it with `sha256sum <component>/<version>/<file> ... > SHA256SUMS` from the artifact directory"
+    ))]
+    Sums { path: PathBuf, detail: String },
+
+    #[error("cannot download {component} {version} from {url}: {detail}")]
+    #[diagnostic(help("{remedy}"))]
+    Download { component: String, version: String, url: String, detail: String, remedy: String },
+
+    #[error("cannot unpack {archive} ({component} {version}): {detail}")]
+    #[diagnostic(help(
+        "the archive does not have the expected layout; report it, or provide the files with `artifacts.source: dir:<path>`"
+    ))]
+    Unpack { component: String, version: String, archive: String, detail: String },
+
+    #[error("cannot {action} {} in the artifact cache", path.display())]
+    #[diagnostic(help(
+        "check that the cache directory is writable, or point {} elsewhere",
+        super::CACHE_ENV
+    ))]
+    Cache {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(
+        "no download cache directory: neither {} nor XDG_CACHE_HOME nor HOME is set",
+        super::CACHE_ENV
+    )]
+    #[diagnostic(help("set {} to a writable directory", super::CACHE_ENV))]
+    NoCacheDir,
+
+    #[error("{var}={value:?} is not valid: {detail}")]
+    #[diagnostic(help("{remedy}"))]
+    BadEnv { var: &'static str, value: String, detail: String, remedy: String },
+
+    #[error("artifacts.source is upstream but no download options were given")]
+    NoOptions,
+}

@@ -1,0 +1,96 @@
+//! The artifact inventory for a run: the files the selected phases need
+//! ([`kubeforge_playbooks::artifacts::needs`]), found in the spec's artifact source, verified and
+//! hashed on the operator's machine. The planner only sees the resulting `ArtifactInventory`
+//! (key → local path and sha256; the keys are documented in `needs`), pushes from it, and the
+//! executor checks the sha256 again on every node after the upload.
+//!
+//! * `dir:<path>` ([`dir`]): the offline layout `<dir>/<component>/<version>/<file>`, checked
+//!   against the catalog or the directory's `SHA256SUMS`.
+//! * `upstream` ([`upstream`]): each needed release file is downloaded once into a local cache
+//!   (unpacked into the same layout), verified against the catalog's sha256, and reused on later
+//!   runs without network.
+//!
+//! A file that is simply absent is left out of the inventory: preflight names it, per host and
+//! phase, with the path or URL and how to provide it. A file that is present but wrong (hash
+//! mismatch, damaged download) is an error here, before any host is touched.
+
+mod dir;
+mod error;
+mod hash;
+mod upstream;
+
+use std::path::{Path, PathBuf};
+
+use kubeforge_playbooks::artifacts::{self, Arch, catalog, needs};
+use kubeforge_playbooks::model::{ArtifactSource, Cluster};
+use kubeforge_playbooks::plan::{ArtifactInventory, PhaseSelection};
+
+pub use error::ArtifactError;
+pub use upstream::Options;
+
+/// Overrides the download cache directory (default `$XDG_CACHE_HOME/kubeforge/artifacts`, else
+/// `~/.cache/kubeforge/artifacts`).
+pub const CACHE_ENV: &str = "KUBEFORGE_ARTIFACT_CACHE";
+/// A mirror base URL for `upstream`: files are fetched from
+/// `<mirror>/<component>/<version>/<release file name>` instead of the projects' release sites.
+pub const MIRROR_ENV: &str = "KUBEFORGE_ARTIFACT_MIRROR";
+/// The nodes' architecture for `upstream` downloads (`amd64`, the default, or `arm64`).
+pub const ARCH_ENV: &str = "KUBEFORGE_ARTIFACT_ARCH";
+
+/// The files available for the selected phases.
+pub fn inventory(
+    cluster: &Cluster,
+    spec_dir: &Path,
+    selection: &PhaseSelection,
+) -> miette::Result<ArtifactInventory> {
+    let options = match &cluster.artifacts {
+        ArtifactSource::Dir(_) => None,
+        ArtifactSource::Upstream => Some(Options::from_env()?),
+    };
+    Ok(inventory_with(cluster, spec_dir, selection, options.as_ref(), catalog::ENTRIES)?)
+}
+
+/// [`inventory`] with explicit download options and catalog (tests serve fake files from a
+/// loopback mirror with their own catalog). `options` is only read for `upstream`.
+pub fn inventory_with(
+    cluster: &Cluster,
+    spec_dir: &Path,
+    selection: &PhaseSelection,
+    options: Option<&Options>,
+    entries: &[catalog::CatalogEntry],
+) -> Result<ArtifactInventory, ArtifactError> {
+    let needed = needs::selected(cluster, selection);
+    match &cluster.artifacts {
+        ArtifactSource::Dir(dir) => {
+            dir::inventory(&artifacts::dir_relative_to(spec_dir, dir), &needed, entries)
+        }
+        ArtifactSource::Upstream => match options {
+            Some(options) => upstream::inventory(options, entries, &needed),
+            None => Err(ArtifactError::NoOptions),
+        },
+    }
+}
+
+/// The default download cache: `$XDG_CACHE_HOME/kubeforge/artifacts` or
+/// `$HOME/.cache/kubeforge/artifacts`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("kubeforge").join("artifacts"))
+}
+
+/// Parses an architecture name as the release files spell it.
+pub fn parse_arch(name: &str) -> Option<Arch> {
+    match name.trim() {
+        "amd64" | "x86_64" => Some(Arch::Amd64),
+        "arm64" | "aarch64" => Some(Arch::Arm64),
+        _ => None,
+    }
+}

@@ -1,0 +1,168 @@
+//! `artifacts.source: dir:<path>`: the inventory the cli builds from an offline directory laid
+//! out as `<dir>/<component>/<version>/<file>` (the lab's layout), checked against the
+//! directory's SHA256SUMS and the built-in catalog; then preflight on captured lab facts names
+//! what a later phase would miss.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use kubeforge::artifacts::{ArtifactError, inventory_with};
+use kubeforge_playbooks::artifacts::catalog;
+use kubeforge_playbooks::plan::{Phase, PhaseSelection};
+use sha2::Digest as _;
+
+fn sha256(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn spec(source: &str, kubernetes: &str, etcd: &str) -> kubeforge_playbooks::model::Cluster {
+    let text = format!(
+        "apiVersion: kubeforge.dev/v1alpha1
+kind: Cluster
+metadata:
+  name: art
+spec:
+  kubernetesVersion: {kubernetes}
+  etcd:
+    version: {etcd}
+  loadBalancer:
+    mode: none
+  artifacts:
+    source: \"{source}\"
+  hosts:
+    - name: cp1
+      address: 10.202.255.11
+      roles: [control-plane]
+    - name: w1
+      address: 10.202.255.51
+      roles: [worker]
+"
+    );
+    kubeforge_playbooks::spec::load_str(&text, "cluster.yaml").unwrap()
+}
+
+/// Writes `files` (relative path → contents) and a SHA256SUMS covering them, as the lab does.
+fn lab_dir(root: &Path, files: &[(&str, &[u8])]) {
+    let mut sums = String::new();
+    for (rel, bytes) in files {
+        let path = root.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, bytes).unwrap();
+        sums.push_str(&format!("{}  {rel}\n", sha256(bytes)));
+    }
+    fs::write(root.join("SHA256SUMS"), sums).unwrap();
+}
+
+const LAB_ETCD: [(&str, &[u8]); 5] = [
+    ("etcd/v3.5.1/etcd", b"etcd 3.5.1"),
+    ("etcd/v3.5.1/etcdctl", b"etcdctl 3.5.1"),
+    ("etcd/v3.5.1/etcdutl", b"etcdutl 3.5.1"),
+    ("etcd/v3.4.23/etcd", b"etcd 3.4.23"),
+    ("etcd/v3.4.23/etcdctl", b"etcdctl 3.4.23"),
+];
+
+fn until(phase: Phase) -> PhaseSelection {
+    PhaseSelection::new(Some(phase), &[])
+}
+
+#[test]
+fn lab_dir_gives_etcd_keys_with_local_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    lab_dir(dir.path(), &LAB_ETCD);
+    let cluster = spec(&format!("dir:{}", dir.path().display()), "v1.33.1", "v3.5.1");
+    let inv = inventory_with(
+        &cluster,
+        Path::new("/nonexistent"),
+        &until(Phase::LoadBalancer),
+        None,
+        catalog::ENTRIES,
+    )
+    .unwrap();
+    assert_eq!(inv.keys().collect::<Vec<_>>(), ["etcd", "etcdctl", "etcdutl"]);
+    assert_eq!(inv["etcd"].sha256, sha256(b"etcd 3.5.1"));
+    assert_eq!(inv["etcdutl"].path, dir.path().join("etcd/v3.5.1/etcdutl").display().to_string());
+
+    // Before the etcd phase nothing is needed from the directory.
+    let inv = inventory_with(&cluster, Path::new("/"), &until(Phase::Pki), None, catalog::ENTRIES)
+        .unwrap();
+    assert!(inv.is_empty(), "{inv:?}");
+
+    // etcd 3.4 has no etcdutl; the spec's version picks the folder.
+    let old = spec(&format!("dir:{}", dir.path().display()), "v1.33.1", "v3.4.23");
+    let inv =
+        inventory_with(&old, Path::new("/"), &until(Phase::Etcd), None, catalog::ENTRIES).unwrap();
+    assert_eq!(inv.keys().collect::<Vec<_>>(), ["etcd", "etcdctl"]);
+    assert_eq!(inv["etcdctl"].sha256, sha256(b"etcdctl 3.4.23"));
+}
+
+#[test]
+fn relative_dir_is_taken_from_the_spec_folder() {
+    let spec_dir = tempfile::tempdir().unwrap();
+    lab_dir(&spec_dir.path().join("bundle"), &LAB_ETCD);
+    let cluster = spec("dir:bundle", "v1.33.1", "v3.5.1");
+    let inv =
+        inventory_with(&cluster, spec_dir.path(), &until(Phase::Etcd), None, catalog::ENTRIES)
+            .unwrap();
+    assert_eq!(PathBuf::from(&inv["etcd"].path), spec_dir.path().join("bundle/etcd/v3.5.1/etcd"));
+}
+
+#[test]
+fn a_file_that_differs_from_sha256sums_is_refused_naming_both_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    lab_dir(dir.path(), &LAB_ETCD);
+    fs::write(dir.path().join("etcd/v3.5.1/etcdctl"), b"tampered").unwrap();
+    let cluster = spec(&format!("dir:{}", dir.path().display()), "v1.33.1", "v3.5.1");
+    let err = inventory_with(&cluster, Path::new("/"), &until(Phase::Etcd), None, catalog::ENTRIES)
+        .unwrap_err();
+    assert!(matches!(err, ArtifactError::Checksum { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} does not match its sha256: expected {} (SHA256SUMS in the artifact directory), \
+             found {}",
+            dir.path().join("etcd/v3.5.1/etcdctl").display(),
+            sha256(b"etcdctl 3.5.1"),
+            sha256(b"tampered")
+        )
+    );
+    // Files of phases that are not selected are not read.
+    inventory_with(&cluster, Path::new("/"), &until(Phase::Pki), None, catalog::ENTRIES).unwrap();
+}
+
+#[test]
+fn catalogued_plain_files_are_checked_against_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    // kubelet v1.33.8 is catalogued as a plain file: a directory copy must be the real one,
+    // whatever SHA256SUMS says.
+    lab_dir(dir.path(), &[("kubelet/v1.33.8/kubelet", b"not the real kubelet")]);
+    let cluster = spec(&format!("dir:{}", dir.path().display()), "v1.33.8", "v3.5.21");
+    let err =
+        inventory_with(&cluster, Path::new("/"), &until(Phase::Workers), None, catalog::ENTRIES)
+            .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("kubelet/v1.33.8/kubelet does not match its sha256"), "{text}");
+    assert!(
+        text.contains(
+            "expected 1caa69c5328cfa774218f75f0621a6f10a1b97e095af85015f468aeb8fdf956a or \
+             e835f15be6d8b7b27b963a46c4a054f7663c26741f17e003bfcb8271350cf882 (the built-in \
+             catalog)"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn files_without_any_checksum_are_taken_and_a_broken_sums_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    lab_dir(dir.path(), &LAB_ETCD);
+    fs::remove_file(dir.path().join("SHA256SUMS")).unwrap();
+    let cluster = spec(&format!("dir:{}", dir.path().display()), "v1.33.1", "v3.5.1");
+    let inv = inventory_with(&cluster, Path::new("/"), &until(Phase::Etcd), None, catalog::ENTRIES)
+        .unwrap();
+    assert_eq!(inv.len(), 3);
+
+    fs::write(dir.path().join("SHA256SUMS"), "garbage\n").unwrap();
+    let err = inventory_with(&cluster, Path::new("/"), &until(Phase::Etcd), None, catalog::ENTRIES)
+        .unwrap_err();
+    assert!(err.to_string().contains("SHA256SUMS is not a valid SHA256SUMS file: line 1"), "{err}");
+}
