@@ -114,6 +114,21 @@ impl miette::Diagnostic for Problem {
 /// Most problems reported for one file; rendering tens of thousands helps nobody.
 pub const MAX_SHOWN: usize = 200;
 
+/// Source lines longer than this are not shown as snippets (a minified or generated line would
+/// flood the terminal); the problem names its line and column instead.
+pub const MAX_SNIPPET_LINE: usize = 240;
+
+/// The length in bytes of the source line holding byte `offset`.
+fn line_len_at(source: &str, offset: usize) -> usize {
+    let offset = offset.min(source.len());
+    let start = source.as_bytes()[..offset].iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let end = source.as_bytes()[offset..]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(source.len(), |i| offset + i);
+    end - start
+}
+
 /// Every problem found in one spec file, with the source for snippets.
 #[derive(Debug, Clone)]
 pub struct Diagnostics {
@@ -127,6 +142,12 @@ impl Diagnostics {
     pub fn new(origin: &str, source: &str, mut problems: Vec<Problem>) -> Diagnostics {
         // File order reads best; the sort is stable so equal positions keep rule order.
         problems.sort_by_key(|p| (p.line, p.column));
+        for p in problems.iter_mut().filter(|p| p.snippet) {
+            if line_len_at(source, p.position.offset) > MAX_SNIPPET_LINE {
+                p.snippet = false;
+                p.message = format!("{} (line {}, column {})", p.message, p.line, p.column);
+            }
+        }
         if problems.len() > MAX_SHOWN {
             let hidden = problems.len() - MAX_SHOWN;
             problems.truncate(MAX_SHOWN);
@@ -210,6 +231,24 @@ mod tests {
         let p = Position::of_offset(src, 9, 1);
         assert_eq!((p.line, p.column), (2, 4));
         assert_eq!(Position::of_offset(src, 999, 0).line, 3);
+    }
+
+    #[test]
+    fn overlong_lines_are_not_shown_but_the_position_is_named() {
+        let long = format!("a: [{}]\nb: 1\n", "1,".repeat(500));
+        let at = |line: u64, offset: usize| Position { line, column: 5, offset, len: 1 };
+        let d = Diagnostics::new(
+            "c.yaml",
+            &long,
+            vec![
+                Problem::new("a", at(1, 4), "too deep", "h"),
+                Problem::new("b", at(2, long.len() - 5), "bad", "h"),
+            ],
+        );
+        assert!(!d.problems[0].snippet);
+        assert_eq!(d.problems[0].message, "too deep (line 1, column 5)");
+        assert!(d.problems[1].snippet, "short lines keep their snippet");
+        assert_eq!(d.problems[1].message, "bad");
     }
 
     #[test]
