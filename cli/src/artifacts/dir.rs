@@ -82,7 +82,7 @@ fn expected_sha256(
     entries: &[CatalogEntry],
     sums: &BTreeMap<String, String>,
     rel: &str,
-) -> Option<(Vec<String>, String)> {
+) -> Option<(Vec<String>, &'static str)> {
     let catalogued: Vec<String> = [Arch::Amd64, Arch::Arm64]
         .into_iter()
         .filter_map(|arch| upstream_ref(entries, need.component, &need.version, arch))
@@ -90,7 +90,7 @@ fn expected_sha256(
         .filter_map(|r| r.sha256)
         .collect();
     if !catalogued.is_empty() {
-        return Some((catalogued, "the built-in catalog".into()));
+        return Some((catalogued, "the built-in catalog"));
     }
-    sums.get(rel).map(|hex| (vec![hex.clone()], format!("{SUMS_FILE} in the artifact directory")))
+    sums.get(rel).map(|hex| (vec![hex.clone()], "SHA256SUMS in the artifact directory"))
 }

@@ -16,7 +16,14 @@ pub enum ArtifactError {
 
     #[error("{file} does not match its sha256: expected {expected} ({against}), found {found}")]
     #[diagnostic(help("{remedy}"))]
-    Checksum { file: String, expected: String, found: String, against: String, remedy: String },
+    Checksum {
+        file: String,
+        expected: String,
+        found: String,
+        /// Where `expected` comes from.
+        against: &'static str,
+        remedy: String,
+    },
 
     #[error("{} is not a valid SHA256SUMS file: {detail}", path.display())]
     #[diagnostic(help(
@@ -24,9 +31,10 @@ pub enum ArtifactError {
     ))]
     Sums { path: PathBuf, detail: String },
 
-    #[error("cannot download {component} {version} from {url}: {detail}")]
+    /// `what` is `<component> <version>`.
+    #[error("cannot download {what} from {url}: {detail}")]
     #[diagnostic(help("{remedy}"))]
-    Download { component: String, version: String, url: String, detail: String, remedy: String },
+    Download { what: String, url: String, detail: String, remedy: String },
 
     #[error("cannot unpack {archive} ({component} {version}): {detail}")]
     #[diagnostic(help(
