@@ -1,11 +1,14 @@
 //! The executor: runs a `Plan` over connected transports. Phases run in order; within a phase,
-//! hosts run in parallel (at most `concurrency` at once), each host's steps in plan order. Every
+//! hosts run in parallel (at most `concurrency` at once), each host's steps in plan order; then
+//! the phase's sequence runs one step at a time (skipped when a host failed in the phase), its
+//! etcd operations through SSH tunnels (`etcd_ops`). Every
 //! step maps to transport calls mechanically: the executor decides nothing about the cluster.
 //! A host that fails stops (its later steps and phases are skipped) while the others go on;
 //! cancellation (Ctrl-C) stops every host at its next step boundary. Re-running after a
 //! failure resumes: a fresh plan contains only what is still missing.
 
 pub mod audit;
+mod etcd_ops;
 pub mod events;
 pub mod lock;
 pub mod progress;
@@ -15,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kubeforge_playbooks::plan::{Plan, Step};
+use kubeforge_playbooks::plan::{Plan, SequencedStep, Step};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -67,7 +70,7 @@ pub async fn execute(
         }
         let hosts: Vec<(&String, &Vec<Step>)> =
             phase.hosts.iter().filter(|(h, _)| !failed.contains(*h)).collect();
-        if hosts.is_empty() {
+        if hosts.is_empty() && phase.sequence.is_empty() {
             continue;
         }
         let phase_name = phase.phase.to_string();
@@ -83,10 +86,24 @@ pub async fn execute(
                     let failure = HostFailure::unreachable(host, &phase_name);
                     return HostRun { failure: Some(failure), ..HostRun::default() };
                 };
-                run_host(host, &phase_name, steps, transport.as_ref(), options, events, audit).await
+                let run = HostRunner { phase: &phase_name, transports, options, events, audit };
+                run.run_host(host, steps, transport.as_ref()).await
             }
         });
+        let mut phase_failed = false;
         for run in futures_join_all(runs).await {
+            report.changed += run.changed;
+            report.unchanged += run.unchanged;
+            report.interrupted |= run.interrupted;
+            if let Some(failure) = run.failure {
+                phase_failed = true;
+                failed.insert(failure.host.clone());
+                report.failures.push(failure);
+            }
+        }
+        if !phase.sequence.is_empty() && !phase_failed && !report.interrupted {
+            let runner = HostRunner { phase: &phase_name, transports, options, events, audit };
+            let run = runner.run_sequence(&phase.sequence, &failed).await;
             report.changed += run.changed;
             report.unchanged += run.unchanged;
             report.interrupted |= run.interrupted;
@@ -147,21 +164,61 @@ struct HostRun {
     failure: Option<HostFailure>,
 }
 
-async fn run_host(
-    host: &str,
-    phase: &str,
-    steps: &[Step],
-    transport: &dyn Transport,
-    options: &ExecOptions,
-    events: &dyn EventSink,
-    audit: &AuditLog,
-) -> HostRun {
-    let mut run = HostRun::default();
-    for step in steps {
-        if options.cancel.is_cancelled() {
-            run.interrupted = true;
-            break;
+/// What every host's run in one phase shares.
+struct HostRunner<'a> {
+    phase: &'a str,
+    transports: &'a BTreeMap<String, Arc<dyn Transport>>,
+    options: &'a ExecOptions,
+    events: &'a dyn EventSink,
+    audit: &'a AuditLog,
+}
+
+impl HostRunner<'_> {
+    async fn run_host(&self, host: &str, steps: &[Step], transport: &dyn Transport) -> HostRun {
+        let mut run = HostRun::default();
+        for step in steps {
+            if self.options.cancel.is_cancelled() {
+                run.interrupted = true;
+                break;
+            }
+            if !self.run_one(host, step, transport, &mut run).await {
+                break;
+            }
         }
+        run
+    }
+
+    /// The phase's sequence, one step at a time; the first failure stops it.
+    async fn run_sequence(&self, sequence: &[SequencedStep], failed: &BTreeSet<String>) -> HostRun {
+        let mut run = HostRun::default();
+        for s in sequence {
+            if self.options.cancel.is_cancelled() {
+                run.interrupted = true;
+                break;
+            }
+            let transport = match self.transports.get(&s.host) {
+                Some(t) if !failed.contains(&s.host) => t,
+                _ => {
+                    run.failure = Some(HostFailure::unreachable(&s.host, self.phase));
+                    break;
+                }
+            };
+            if !self.run_one(&s.host, &s.step, transport.as_ref(), &mut run).await {
+                break;
+            }
+        }
+        run
+    }
+
+    /// Runs one step with its events; false when it failed (recorded in `run`).
+    async fn run_one(
+        &self,
+        host: &str,
+        step: &Step,
+        transport: &dyn Transport,
+        run: &mut HostRun,
+    ) -> bool {
+        let (phase, events) = (self.phase, self.events);
         let label = step.label();
         events.emit(&Event::StepStarted {
             host: host.into(),
@@ -169,7 +226,14 @@ async fn run_host(
             step: label.clone(),
         });
         let started = Instant::now();
-        let ctx = StepContext { host, phase, label: &label, transport, audit };
+        let ctx = StepContext {
+            host,
+            phase,
+            label: &label,
+            transport,
+            transports: self.transports,
+            audit: self.audit,
+        };
         match ctx.run_step(step).await {
             Ok(outcome) => {
                 match outcome {
@@ -183,6 +247,7 @@ async fn run_host(
                     outcome,
                     duration_ms: started.elapsed().as_millis() as u64,
                 });
+                true
             }
             Err(failure) => {
                 events.emit(&Event::StepFailed {
@@ -192,11 +257,10 @@ async fn run_host(
                     error: failure.summary(),
                 });
                 run.failure = Some(failure);
-                break;
+                false
             }
         }
     }
-    run
 }
 
 struct StepContext<'a> {
@@ -204,6 +268,8 @@ struct StepContext<'a> {
     phase: &'a str,
     label: &'a str,
     transport: &'a dyn Transport,
+    /// Every host's connection (an etcd health gate tunnels to each member).
+    transports: &'a BTreeMap<String, Arc<dyn Transport>>,
     audit: &'a AuditLog,
 }
 
@@ -255,6 +321,7 @@ impl StepContext<'_> {
                 self.checked("run", &r.argv).await
             }
             Step::Unit(u) => self.checked("run", &u.argv()).await,
+            Step::Etcd(op) => etcd_ops::run(self, op).await,
             Step::Gate(g) => {
                 let mut last = (0, String::new());
                 for attempt in 0..g.attempts.max(1) {

@@ -25,13 +25,14 @@ use crate::facts::{HostFacts, ProbeRequest};
 use crate::model::{Cluster, Host};
 use crate::render::RenderTree;
 
-pub use observed::Observed;
+pub use etcd::EtcdPlanError;
+pub use observed::{EtcdObserved, Observed};
 pub use phase::{Phase, PhaseSelection, UnknownPhase};
 pub use runtime::ARTIFACT_BINARIES;
 pub use text::render_text;
 pub use types::{
-    DiffText, FileReason, Gate, PhasePlan, Plan, Problem, PushArtifact, PutFile, Run, Step,
-    UnitAction, UnitStep,
+    DiffText, EtcdAction, EtcdClientFiles, EtcdOp, FileReason, Gate, PhasePlan, Plan, Problem,
+    PushArtifact, PutFile, Run, SequencedStep, Step, UnitAction, UnitStep,
 };
 
 /// A binary available from the artifact source on the operator's machine.
@@ -66,6 +67,8 @@ pub struct PlanInput<'a> {
 pub enum PlanError {
     #[error("the render tree has a file for `{host}`, which is not a host in the spec")]
     UnknownHostInTree { host: String },
+    #[error(transparent)]
+    Etcd(#[from] EtcdPlanError),
 }
 
 /// Units kubeforge manages or whose state preflight judges.
@@ -83,7 +86,6 @@ pub const PROBED_BINARIES: [&str; 4] = ["containerd", "etcd", "kubelet", "runc"]
 /// The facts the phases need from one host: fixed facts plus every managed file, the files
 /// edited in place, module evidence, sysctls, units and binaries.
 pub fn probe_request(cluster: &Cluster, tree: &RenderTree, host: &str) -> ProbeRequest {
-    let _ = cluster;
     let mut request = ProbeRequest::default();
     if let Some(files) = tree.hosts.get(host) {
         for (path, file) in files {
@@ -94,6 +96,7 @@ pub fn probe_request(cluster: &Cluster, tree: &RenderTree, host: &str) -> ProbeR
         }
     }
     os::extend_request(tree, host, &mut request);
+    etcd::extend_request(cluster, host, &mut request);
     request.units.extend(PROBED_UNITS.iter().map(|u| u.to_string()));
     request.binaries.extend(PROBED_BINARIES.iter().map(|b| b.to_string()));
     request
@@ -143,18 +146,23 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, PlanError> {
             }
             hosts
         };
+        let mut sequence = Vec::new();
         let hosts = match phase {
             Phase::Preflight => BTreeMap::new(),
             Phase::Os => per_host(os::plan_host),
             Phase::Runtime => per_host(runtime::plan_host),
             Phase::Pki => per_host(pki::plan_host),
-            Phase::Etcd => etcd::plan_phase(input, &ready)?,
+            Phase::Etcd => {
+                let etcd = etcd::plan_phase(input, &ready)?;
+                sequence = etcd.sequence;
+                etcd.hosts
+            }
             Phase::LoadBalancer => per_host(loadbalancer::plan_host),
             Phase::ControlPlane => per_host(control_plane::plan_host),
             Phase::Workers => per_host(workers::plan_host),
             Phase::Addons => per_host(addons::plan_host),
         };
-        phases.push(PhasePlan { phase, built: phase.is_built(), hosts });
+        phases.push(PhasePlan { phase, built: phase.is_built(), hosts, sequence });
     }
     Ok(Plan { cluster: cluster.name.clone(), phases, blocked })
 }

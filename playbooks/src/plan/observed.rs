@@ -1,7 +1,29 @@
 //! What `cli` observed of the cluster as a whole before planning (beyond each host's facts):
-//! for now, etcd's member list and each member's health. Plain data, filled by `cli`.
+//! etcd's member list with each member's measured health, and where the state dir's PKI is on
+//! the operator's machine. Plain data, filled by `cli::observe`; the planner reads it and never
+//! guesses what it lacks.
 
-/// Cluster-wide observations. `Default` means nothing was observed (a fresh cluster, or a
-/// phase selection that does not need it).
+use crate::etcd_membership::CurrentMember;
+
+/// Cluster-wide observations. `Default` means nothing was observed (a phase selection that
+/// does not need it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Observed {}
+pub struct Observed {
+    /// etcd as its members report it; `None` when no member host had etcd running or data
+    /// (a new cluster). `cli` fails instead of leaving this `None` when members exist but
+    /// none answers.
+    pub etcd: Option<EtcdObserved>,
+    /// The state dir's `pki/` folder on the operator's machine; etcd operations read their
+    /// client certificate from there. Empty: paths stay relative to it (tests).
+    pub local_pki_dir: String,
+}
+
+/// An existing etcd cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdObserved {
+    /// The host whose member answered the member list.
+    pub answered_by: String,
+    /// Every member in the member list, with `healthy` measured through each member host's
+    /// own tunnel (false for members kubeforge cannot reach: not in the spec, or down).
+    pub members: Vec<CurrentMember>,
+}

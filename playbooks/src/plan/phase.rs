@@ -56,7 +56,7 @@ impl Phase {
             Phase::Os => true,
             Phase::Runtime => true,
             Phase::Pki => false,
-            Phase::Etcd => false,
+            Phase::Etcd => true,
             Phase::LoadBalancer => false,
             Phase::ControlPlane => false,
             Phase::Workers => false,

@@ -236,7 +236,7 @@ pub(crate) fn simulate(plan: &Plan, facts: &mut BTreeMap<String, HostProbe>) {
                             UnitAction::DaemonReload => {}
                         }
                     }
-                    Step::Gate(_) => {}
+                    Step::Gate(_) | Step::Etcd(_) => {}
                 }
             }
         }

@@ -1,18 +1,19 @@
 //! The human form of a Plan: per phase and host, files to create or change (with unified diffs,
-//! secrets shown as `(redacted)`), artifacts to push, commands, unit actions and gates; then the
+//! secrets shown as `(redacted)`), artifacts to push, commands, unit actions and gates; then a
+//! phase's ordered steps (etcd membership changes and their health gates); then the
 //! blocked hosts with their remedies, and a one-line summary. "No changes." when converged.
 //! Plain ASCII and deterministic, so golden files pin it.
 
 use std::fmt::Write;
 
-use super::types::{DiffText, FileReason, Plan, Step};
+use super::types::{DiffText, EtcdAction, FileReason, Plan, Step};
 
 /// Renders a plan for people.
 pub fn render_text(plan: &Plan) -> String {
     let mut out = String::new();
     let names: Vec<&str> = plan.phases.iter().map(|p| p.phase.name()).collect();
     let _ = writeln!(out, "Plan for cluster {} (phases: {})", plan.cluster, names.join(", "));
-    let (mut creates, mut changes, mut commands, mut units, mut pushes) = (0, 0, 0, 0, 0);
+    let mut counts = Counts::default();
     for phase in &plan.phases {
         if !phase.built {
             let _ = writeln!(
@@ -29,73 +30,14 @@ pub fn render_text(plan: &Plan) -> String {
         for (host, steps) in &phase.hosts {
             let _ = writeln!(out, "  {host}:");
             for step in steps {
-                match step {
-                    Step::PutFile(f) => {
-                        let meta =
-                            format!("{:04o} {}:{}, {} bytes", f.mode, f.owner, f.group, f.size);
-                        match &f.reason {
-                            FileReason::Create => {
-                                creates += 1;
-                                let _ = writeln!(
-                                    out,
-                                    "    + create {} ({meta}{})",
-                                    f.path,
-                                    secret_note(f.secret)
-                                );
-                            }
-                            FileReason::Metadata { from } => {
-                                changes += 1;
-                                let _ =
-                                    writeln!(out, "    ~ mode/owner {} ({from} -> {meta})", f.path);
-                            }
-                            FileReason::Change { diff } => {
-                                changes += 1;
-                                let _ = writeln!(
-                                    out,
-                                    "    ~ change {} ({meta}{})",
-                                    f.path,
-                                    secret_note(f.secret)
-                                );
-                                match diff {
-                                    DiffText::Unified(d) => {
-                                        for line in d.lines() {
-                                            let _ = writeln!(out, "        {line}");
-                                        }
-                                    }
-                                    DiffText::Redacted => {
-                                        let _ = writeln!(out, "        (redacted)");
-                                    }
-                                    DiffText::Unavailable(why) => {
-                                        let _ = writeln!(out, "        (no diff: {why})");
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    Step::PushArtifact(a) => {
-                        pushes += 1;
-                        let _ = writeln!(
-                            out,
-                            "    + push {} -> {} ({:04o}, sha256 {})",
-                            a.name, a.dest, a.mode, a.sha256
-                        );
-                    }
-                    Step::Run(r) => {
-                        commands += 1;
-                        let _ = writeln!(out, "    $ {}    # {}", r.argv.join(" "), r.why);
-                    }
-                    Step::Unit(u) => {
-                        units += 1;
-                        let _ = writeln!(out, "    * {}    # {}", u.argv().join(" "), u.why);
-                    }
-                    Step::Gate(g) => {
-                        let _ = writeln!(
-                            out,
-                            "    ? wait until {} (up to {} x {} ms)",
-                            g.what, g.attempts, g.interval_ms
-                        );
-                    }
-                }
+                step_lines(&mut out, step, "    ", &mut counts);
+            }
+        }
+        if !phase.sequence.is_empty() {
+            let _ = writeln!(out, "  then, one step at a time:");
+            for (i, s) in phase.sequence.iter().enumerate() {
+                let _ = writeln!(out, "  {:>3}. on {}:", i + 1, s.host);
+                step_lines(&mut out, &s.step, "      ", &mut counts);
             }
         }
     }
@@ -116,12 +58,113 @@ pub fn render_text(plan: &Plan) -> String {
     } else {
         let _ = writeln!(
             out,
-            "Plan: {creates} file(s) to create, {changes} to change, {pushes} artifact(s) to push, \
-             {commands} command(s), {units} unit action(s) on {} host(s).",
+            "Plan: {} file(s) to create, {} to change, {} artifact(s) to push, {} command(s), {} \
+             unit action(s){} on {} host(s).",
+            counts.creates,
+            counts.changes,
+            counts.pushes,
+            counts.commands,
+            counts.units,
+            if counts.etcd > 0 {
+                format!(", {} etcd operation(s)", counts.etcd)
+            } else {
+                String::new()
+            },
             plan.hosts_with_steps().len()
         );
     }
     out
+}
+
+#[derive(Default)]
+struct Counts {
+    creates: usize,
+    changes: usize,
+    pushes: usize,
+    commands: usize,
+    units: usize,
+    etcd: usize,
+}
+
+/// One step's lines, each starting with `indent`.
+fn step_lines(out: &mut String, step: &Step, indent: &str, counts: &mut Counts) {
+    match step {
+        Step::PutFile(f) => {
+            let meta = format!("{:04o} {}:{}, {} bytes", f.mode, f.owner, f.group, f.size);
+            match &f.reason {
+                FileReason::Create => {
+                    counts.creates += 1;
+                    let _ = writeln!(
+                        out,
+                        "{indent}+ create {} ({meta}{})",
+                        f.path,
+                        secret_note(f.secret)
+                    );
+                }
+                FileReason::Metadata { from } => {
+                    counts.changes += 1;
+                    let _ = writeln!(out, "{indent}~ mode/owner {} ({from} -> {meta})", f.path);
+                }
+                FileReason::Change { diff } => {
+                    counts.changes += 1;
+                    let _ = writeln!(
+                        out,
+                        "{indent}~ change {} ({meta}{})",
+                        f.path,
+                        secret_note(f.secret)
+                    );
+                    match diff {
+                        DiffText::Unified(d) => {
+                            for line in d.lines() {
+                                let _ = writeln!(out, "{indent}    {line}");
+                            }
+                        }
+                        DiffText::Redacted => {
+                            let _ = writeln!(out, "{indent}    (redacted)");
+                        }
+                        DiffText::Unavailable(why) => {
+                            let _ = writeln!(out, "{indent}    (no diff: {why})");
+                        }
+                    }
+                }
+            }
+        }
+        Step::PushArtifact(a) => {
+            counts.pushes += 1;
+            let _ = writeln!(
+                out,
+                "{indent}+ push {} -> {} ({:04o}, sha256 {})",
+                a.name, a.dest, a.mode, a.sha256
+            );
+        }
+        Step::Run(r) => {
+            counts.commands += 1;
+            let _ = writeln!(out, "{indent}$ {}    # {}", r.argv.join(" "), r.why);
+        }
+        Step::Unit(u) => {
+            counts.units += 1;
+            let _ = writeln!(out, "{indent}* {}    # {}", u.argv().join(" "), u.why);
+        }
+        Step::Gate(g) => {
+            let _ = writeln!(
+                out,
+                "{indent}? wait until {} (up to {} x {} ms)",
+                g.what, g.attempts, g.interval_ms
+            );
+        }
+        Step::Etcd(op) => {
+            if !matches!(op.action, EtcdAction::HealthGate { .. }) {
+                counts.etcd += 1;
+            }
+            let marker = if matches!(op.action, EtcdAction::HealthGate { .. }) { "?" } else { "@" };
+            let _ = writeln!(out, "{indent}{marker} etcd {}    # {}", op.action, op.why);
+            let _ = writeln!(
+                out,
+                "{indent}    (through 127.0.0.1:{} over SSH, client certificate {})",
+                op.client_port, op.tls.cert
+            );
+        }
+    }
 }
 
 fn secret_note(secret: bool) -> &'static str {

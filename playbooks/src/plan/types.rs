@@ -21,7 +21,7 @@ pub struct Plan {
 impl Plan {
     /// No host has anything to do.
     pub fn has_no_steps(&self) -> bool {
-        self.phases.iter().all(|p| p.hosts.values().all(Vec::is_empty))
+        self.phases.iter().all(|p| p.hosts.values().all(Vec::is_empty) && p.sequence.is_empty())
     }
 
     /// Nothing to do and nothing blocked: the hosts match the spec ("No changes.").
@@ -39,7 +39,11 @@ impl Plan {
         let mut hosts: Vec<&str> = self
             .phases
             .iter()
-            .flat_map(|p| p.hosts.iter().filter(|(_, s)| !s.is_empty()).map(|(h, _)| h.as_str()))
+            .flat_map(|p| {
+                let parallel =
+                    p.hosts.iter().filter(|(_, s)| !s.is_empty()).map(|(h, _)| h.as_str());
+                parallel.chain(p.sequence.iter().map(|s| s.host.as_str()))
+            })
             .collect();
         hosts.sort();
         hosts.dedup();
@@ -47,8 +51,9 @@ impl Plan {
     }
 }
 
-/// One phase: per host, its steps in order. Hosts run in parallel within a phase; a phase
-/// starts when the previous one has finished on every host.
+/// One phase: per host, its steps in order. Hosts run in parallel within a phase; then the
+/// phase's `sequence` runs, one step at a time; a phase starts when the previous one has
+/// finished on every host.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PhasePlan {
     pub phase: Phase,
@@ -56,6 +61,20 @@ pub struct PhasePlan {
     pub built: bool,
     /// Only hosts with steps appear.
     pub hosts: BTreeMap<String, Vec<Step>>,
+    /// Cluster-level steps that must run one at a time and in this order (etcd membership
+    /// changes and the starts and health gates between them), after every host has finished
+    /// its `hosts` steps. Not run at all when a host failed in this phase. Omitted from JSON
+    /// when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sequence: Vec<SequencedStep>,
+}
+
+/// One step of a phase's sequence and the host it runs on (for an etcd operation: the host
+/// whose loopback the operator's client is tunneled to).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SequencedStep {
+    pub host: String,
+    pub step: Step,
 }
 
 /// One action on one host.
@@ -67,6 +86,8 @@ pub enum Step {
     Run(Run),
     Unit(UnitStep),
     Gate(Gate),
+    /// An etcd client operation from the operator's machine (only in a phase's sequence).
+    Etcd(EtcdOp),
 }
 
 impl Step {
@@ -78,6 +99,7 @@ impl Step {
             Step::Run(r) => r.argv.join(" "),
             Step::Unit(u) => u.argv().join(" "),
             Step::Gate(g) => format!("wait: {}", g.what),
+            Step::Etcd(op) => format!("etcd: {}", op.action),
         }
     }
 }
@@ -202,4 +224,81 @@ pub struct Problem {
     pub check: String,
     pub message: String,
     pub remedy: String,
+}
+
+/// An etcd operation run with etcd-client from the operator's machine over mutual TLS,
+/// through an SSH tunnel to a member host's loopback client port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EtcdOp {
+    pub action: EtcdAction,
+    /// The member port tunneled to on each host's `127.0.0.1` (2379).
+    pub client_port: u16,
+    /// The client credentials, as files on the operator's machine (the state dir's PKI).
+    pub tls: EtcdClientFiles,
+    pub why: String,
+}
+
+/// PEM files on the operator's machine: the etcd CA and a client certificate it signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EtcdClientFiles {
+    pub ca: String,
+    pub cert: String,
+    /// The private key's path (the key itself is never in the plan).
+    pub key: String,
+}
+
+impl EtcdClientFiles {
+    /// The client certificate etcd operations use: the etcd CA and the healthcheck client of
+    /// `member` (any etcd-CA-signed client certificate would do; this one exists in both
+    /// topologies), under the state dir's `pki/` folder (`local_pki_dir`; empty: relative).
+    pub fn for_member(local_pki_dir: &str, member: &str) -> Self {
+        let path = |rel: &str| {
+            if local_pki_dir.is_empty() {
+                rel.to_string()
+            } else {
+                format!("{}/{rel}", local_pki_dir.trim_end_matches('/'))
+            }
+        };
+        let own = |ext: &str| {
+            path(&kubeforge_pki::paths::node_file(
+                member,
+                &format!("etcd/healthcheck-client.{ext}"),
+            ))
+        };
+        EtcdClientFiles { ca: path("etcd/ca.crt"), cert: own("crt"), key: own("key") }
+    }
+}
+
+/// What an [`EtcdOp`] does. Membership changes go to the sequenced step's host's member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum EtcdAction {
+    /// `member add --learner` with this peer URL (retried while etcd is reconfiguring).
+    AddLearner { name: String, peer_url: String },
+    /// `member promote` of the learner with this peer URL (retried while it catches up;
+    /// already a voter counts as done).
+    Promote { name: String, peer_url: String },
+    /// `member remove` of this member id (already gone counts as done).
+    Remove { name: String, id: u64 },
+    /// Every listed member host answers `status` (and, when voting, a linearizable read)
+    /// through its own tunnel, within `timeout_ms`.
+    HealthGate { members: Vec<String>, timeout_ms: u64 },
+}
+
+impl std::fmt::Display for EtcdAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EtcdAction::AddLearner { name, peer_url } => {
+                write!(f, "member add {name} ({peer_url}) as learner")
+            }
+            EtcdAction::Promote { name, .. } => write!(f, "member promote {name}"),
+            EtcdAction::Remove { name, id } => write!(f, "member remove {name} ({id:x})"),
+            EtcdAction::HealthGate { members, timeout_ms } => write!(
+                f,
+                "wait until {} are healthy (up to {} s)",
+                members.join(","),
+                timeout_ms / 1000
+            ),
+        }
+    }
 }

@@ -16,7 +16,7 @@
 
 mod backup;
 mod control_plane;
-mod etcd;
+pub mod etcd;
 mod kubelet;
 mod loadbalancer;
 mod node;

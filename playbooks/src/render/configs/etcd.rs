@@ -1,6 +1,8 @@
 //! The etcd member unit: a systemd service running etcd as the unprivileged `etcd` user with its
 //! data in `/var/lib/etcd` (0700, created by systemd), mutual TLS for clients and peers (no
-//! auto-TLS), the initial cluster of all members and metrics on localhost only. The TLS files
+//! auto-TLS) and metrics on localhost only. The initial-cluster settings are not in the unit: they
+//! differ between a new cluster and a later join, so the etcd phase writes them into a bootstrap
+//! environment file ([`BOOTSTRAP_ENV`], [`bootstrap_env`]) before a member's first start. The TLS files
 //! stay root-owned 0600 under `/etc/kubernetes/pki/etcd`; systemd hands the service a private
 //! copy (`LoadCredential=`), so neither ownership nor modes have to be loosened.
 
@@ -16,6 +18,47 @@ pub const SYSUSERS: &str = "/etc/sysusers.d/kubeforge-etcd.conf";
 pub const USER: &str = "etcd";
 pub const DATA_DIR: &str = "/var/lib/etcd";
 pub const METRICS_PORT: u16 = 2381;
+/// The environment file the unit reads the `ETCD_INITIAL_*` settings from (named in the
+/// unit template, `templates/files/etcd/etcd.service.tera`).
+pub const BOOTSTRAP_ENV: &str = "/etc/kubeforge/etcd-bootstrap.env";
+/// Where etcd keeps its state once it has started; its existence means the initial-cluster
+/// settings no longer matter.
+pub const MEMBER_DIR: &str = "/var/lib/etcd/member";
+
+/// Whether a member starts a new cluster or joins an existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialState {
+    New,
+    Existing,
+}
+
+/// The bootstrap environment file for a member's first start: `initial_cluster` as
+/// `name=peer-url` pairs (every member, this one included), the cluster state and the token
+/// (the cluster name, so two clusters' members never mix).
+pub fn bootstrap_env(
+    token: &str,
+    initial_cluster: &[(String, String)],
+    state: InitialState,
+) -> String {
+    let members: Vec<String> = initial_cluster.iter().map(|(n, u)| format!("{n}={u}")).collect();
+    let state = match state {
+        InitialState::New => "new",
+        InitialState::Existing => "existing",
+    };
+    format!(
+        "# Written by kubeforge before this etcd member first started. etcd reads these only while\n\
+         # /var/lib/etcd holds no data; kubeforge does not change this file afterwards.\n\
+         ETCD_INITIAL_CLUSTER={}\n\
+         ETCD_INITIAL_CLUSTER_STATE={state}\n\
+         ETCD_INITIAL_CLUSTER_TOKEN={token}\n",
+        members.join(",")
+    )
+}
+
+/// A member's peer URL (`https://<address>:2380`).
+pub fn peer_url(address: std::net::IpAddr) -> String {
+    url("https", address, ETCD_PEER_PORT)
+}
 
 pub(super) fn add(ctx: Ctx<'_>, out: &mut HostOut<'_>) -> Result<(), ConfigRenderError> {
     let service = service(ctx, out.host)?;
@@ -43,11 +86,6 @@ fn service(ctx: Ctx<'_>, host: &crate::model::Host) -> Result<EtcdService, Confi
         ("etcd-server.key", "etcd/server.key"),
     ];
     let cred = |name: &str| format!("%d/{name}");
-    let initial_cluster = cluster
-        .etcd_members()
-        .map(|m| format!("{}={}", m.name, url("https", m.address, ETCD_PEER_PORT)))
-        .collect::<Vec<_>>()
-        .join(",");
     let client_url = url("https", host.address, ETCD_CLIENT_PORT);
     let peer_url = url("https", host.address, ETCD_PEER_PORT);
     let mut pairs = vec![
@@ -58,9 +96,6 @@ fn service(ctx: Ctx<'_>, host: &crate::model::Host) -> Result<EtcdService, Confi
         ("client-cert-auth", "true".to_string()),
         ("data-dir", DATA_DIR.to_string()),
         ("initial-advertise-peer-urls", peer_url.clone()),
-        ("initial-cluster", initial_cluster),
-        ("initial-cluster-state", "new".to_string()),
-        ("initial-cluster-token", cluster.name.clone()),
         ("key-file", cred("etcd-server.key")),
         (
             "listen-client-urls",

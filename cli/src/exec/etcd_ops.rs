@@ -1,0 +1,142 @@
+//! Runs a plan's etcd operations: each maps to `crate::etcd` calls over mutual TLS through an
+//! SSH tunnel to a member host's loopback client port. Membership changes go to the step's
+//! host; a health gate tunnels to every member it names. A change already in place (the member
+//! added, promoted or gone, after an interrupted run) counts as done. Every operation is in the
+//! audit log (what, on which member, the outcome; never key material).
+
+use std::time::{Duration, Instant};
+
+use kubeforge_playbooks::plan::{EtcdAction, EtcdClientFiles, EtcdOp};
+
+use super::{HostFailure, StepContext, StepOutcome};
+use crate::etcd::{Endpoint, EtcdClient, EtcdTls, Timeouts, wait_healthy};
+use crate::transport::LocalForward;
+
+/// Reads the client credentials named by the plan.
+fn load_tls(files: &EtcdClientFiles) -> Result<EtcdTls, String> {
+    let read = |p: &str| std::fs::read(p).map_err(|e| format!("cannot read {p}: {e}"));
+    Ok(EtcdTls {
+        ca_pem: read(&files.ca)?,
+        cert_pem: read(&files.cert)?,
+        key_pem: read(&files.key)?,
+        server_name: None,
+    })
+}
+
+pub(super) async fn run(ctx: &StepContext<'_>, op: &EtcdOp) -> Result<StepOutcome, HostFailure> {
+    let started = Instant::now();
+    let result = run_action(ctx, op).await;
+    let shown = match &result {
+        Ok(Done::Changed(what)) | Ok(Done::Unchanged(what)) => what.clone(),
+        Err(f) => f.stderr_tail.lines().next().unwrap_or("failed").to_string(),
+    };
+    ctx.record("etcd", vec![op.action.to_string()], None, started, &shown);
+    match result? {
+        Done::Changed(_) => Ok(StepOutcome::Changed),
+        Done::Unchanged(_) => Ok(StepOutcome::Unchanged),
+    }
+}
+
+enum Done {
+    Changed(String),
+    Unchanged(String),
+}
+
+const RETRY_REMEDY: &str = "check the etcd members' logs (journalctl -u etcd) and that they can \
+                            reach each other on port 2380, then run apply again: it resumes from \
+                            the cluster's state";
+
+fn failure(ctx: &StepContext<'_>, op: &EtcdOp, detail: String, remedy: &str) -> HostFailure {
+    ctx.failure(format!("etcd {}", op.action), None, detail, remedy)
+}
+
+/// A tunnel to `host`'s etcd client port and the endpoint that uses it.
+async fn tunnel(
+    ctx: &StepContext<'_>,
+    op: &EtcdOp,
+    host: &str,
+) -> Result<(LocalForward, Endpoint), HostFailure> {
+    let transport = ctx.transports.get(host).map(|t| t.as_ref()).unwrap_or(ctx.transport);
+    if transport.host() != host {
+        return Err(failure(
+            ctx,
+            op,
+            format!("no SSH connection to {host} to tunnel to its etcd"),
+            "check that the host is up and reachable over SSH, then run apply again",
+        ));
+    }
+    let forward = transport
+        .forward_local(op.client_port)
+        .await
+        .map_err(|e| ctx.transport_failure(format!("forward to {host}:{}", op.client_port), e))?;
+    let url = format!("https://127.0.0.1:{}", forward.local_addr().port());
+    Ok((forward, Endpoint::new(host, url)))
+}
+
+async fn run_action(ctx: &StepContext<'_>, op: &EtcdOp) -> Result<Done, HostFailure> {
+    let tls = load_tls(&op.tls).map_err(|e| {
+        failure(
+            ctx,
+            op,
+            e,
+            "the state dir's PKI is incomplete; run `kubeforge certs generate`, then apply again",
+        )
+    })?;
+    let timeouts = Timeouts::default();
+    let etcd_failure = |e: crate::etcd::EtcdError| failure(ctx, op, e.to_string(), RETRY_REMEDY);
+    if let EtcdAction::HealthGate { members, timeout_ms } = &op.action {
+        let mut tunnels = Vec::new();
+        let mut endpoints = Vec::new();
+        for m in members {
+            let (forward, endpoint) = tunnel(ctx, op, m).await?;
+            tunnels.push(forward);
+            endpoints.push(endpoint);
+        }
+        let limit = Duration::from_millis(*timeout_ms);
+        return match wait_healthy(&endpoints, Some(&tls), timeouts, limit).await {
+            Ok(report) => Ok(Done::Unchanged(format!(
+                "healthy after {:.1} s: {}",
+                report.elapsed.as_secs_f64(),
+                members.join(",")
+            ))),
+            Err(e) => Err(failure(ctx, op, e.to_string(), RETRY_REMEDY)),
+        };
+    }
+    let (_forward, endpoint) = tunnel(ctx, op, ctx.host).await?;
+    let client =
+        EtcdClient::connect(&endpoint, Some(&tls), timeouts).await.map_err(etcd_failure)?;
+    let members = client.member_list().await.map_err(etcd_failure)?;
+    match &op.action {
+        EtcdAction::AddLearner { name, peer_url } => {
+            if let Some(m) = members.iter().find(|m| m.peer_urls.contains(peer_url)) {
+                return Ok(Done::Unchanged(format!("{name} is already member {:x}", m.id)));
+            }
+            let (added, _) =
+                client.add_learner(std::slice::from_ref(peer_url)).await.map_err(etcd_failure)?;
+            Ok(Done::Changed(format!("added {name} as learner {:x}", added.id)))
+        }
+        EtcdAction::Promote { name, peer_url } => {
+            let Some(m) = members.iter().find(|m| m.peer_urls.contains(peer_url)) else {
+                return Err(failure(
+                    ctx,
+                    op,
+                    format!("no member with peer URL {peer_url} to promote"),
+                    "run plan again: the member list changed since this plan was made",
+                ));
+            };
+            if !m.is_learner {
+                return Ok(Done::Unchanged(format!("{name} already votes")));
+            }
+            client.promote(m.id).await.map_err(etcd_failure)?;
+            Ok(Done::Changed(format!("promoted {name} ({:x})", m.id)))
+        }
+        EtcdAction::Remove { name, id } => {
+            if !members.iter().any(|m| m.id == *id) {
+                return Ok(Done::Unchanged(format!("{name} ({id:x}) is already gone")));
+            }
+            client.remove(*id).await.map_err(etcd_failure)?;
+            Ok(Done::Changed(format!("removed {name} ({id:x})")))
+        }
+        EtcdAction::HealthGate { .. } => Ok(Done::Unchanged(String::new())),
+    }
+}
