@@ -227,8 +227,8 @@ mod tests {
     use super::super::tests::{cluster, fresh_facts, tree};
     use super::super::{
         ArtifactInventory, HostProbe, LocalArtifact, Observed, Phase, PhaseSelection, PlanInput,
-        plan,
     };
+    use crate::facts::HostFacts;
     use crate::model::{ArtifactSource, Cluster, Role};
 
     const CP: &[Role] = &[Role::ControlPlane];
@@ -250,6 +250,8 @@ mod tests {
         (c, facts, inventory)
     }
 
+    /// The `artifacts` problems per host, from the preflight checks alone (other phases' planners
+    /// are not involved).
     fn artifact_messages(
         c: &Cluster,
         facts: &BTreeMap<String, HostProbe>,
@@ -266,16 +268,19 @@ mod tests {
             selection: &selection,
             observed: &Observed::default(),
         };
-        let plan = plan(input).unwrap();
-        plan.blocked
+        let reachable = facts
+            .iter()
+            .filter_map(|(h, f)| Some((h.as_str(), f.as_ref().ok()?)))
+            .collect::<BTreeMap<&str, &HostFacts>>();
+        super::check(input, &reachable)
             .into_iter()
-            .map(|(host, problems)| {
-                let found = problems
+            .filter_map(|(host, problems)| {
+                let found: Vec<(String, String)> = problems
                     .into_iter()
                     .filter(|p| p.check == "artifacts")
                     .map(|p| (p.message, p.remedy))
                     .collect();
-                (host, found)
+                (!found.is_empty()).then_some((host, found))
             })
             .collect()
     }
@@ -284,7 +289,7 @@ mod tests {
     fn lab_passes_until_loadbalancer() {
         let (c, facts, inventory) = lab();
         let blocked = artifact_messages(&c, &facts, &inventory, Phase::LoadBalancer);
-        assert!(blocked.values().all(Vec::is_empty), "{blocked:#?}");
+        assert!(blocked.is_empty(), "{blocked:#?}");
     }
 
     #[test]
@@ -339,7 +344,7 @@ mod tests {
     fn runtime_binaries_installed_on_the_host_need_no_artifacts() {
         let (c, mut facts, inventory) = lab();
         let blocked = artifact_messages(&c, &facts, &inventory, Phase::Runtime);
-        assert!(blocked.values().all(Vec::is_empty), "{blocked:#?}");
+        assert!(blocked.is_empty(), "{blocked:#?}");
         if let Some(Ok(f)) = facts.get_mut("w1") {
             f.binaries.remove("runc");
         }
