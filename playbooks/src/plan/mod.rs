@@ -180,3 +180,11 @@ fn unreachable(reason: &str) -> Problem {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_control_plane;
+#[cfg(test)]
+mod tests_loadbalancer;
+#[cfg(test)]
+mod tests_phases;
+#[cfg(test)]
+mod tests_pki;

@@ -55,12 +55,12 @@ impl Phase {
             Phase::Preflight => true,
             Phase::Os => true,
             Phase::Runtime => true,
-            Phase::Pki => false,
+            Phase::Pki => true,
             Phase::Etcd => true,
-            Phase::LoadBalancer => false,
-            Phase::ControlPlane => false,
-            Phase::Workers => false,
-            Phase::Addons => false,
+            Phase::LoadBalancer => true,
+            Phase::ControlPlane => true,
+            Phase::Workers => true,
+            Phase::Addons => true,
         }
     }
 }

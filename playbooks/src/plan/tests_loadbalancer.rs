@@ -1,0 +1,304 @@
+//! The loadbalancer phase on the examples' real render trees and Debian machines: what a fresh
+//! control plane and a node-local worker get, convergence, reload versus restart on changed
+//! files, and a change in the set of control planes reaching every backend list.
+
+use std::collections::BTreeMap;
+
+use super::tests::present_file;
+use super::tests_phases::*;
+use super::*;
+use crate::facts::UnitState;
+
+const LB: &[Phase] = &[Phase::LoadBalancer];
+
+fn lb_plan(cluster: &Cluster, tree: &RenderTree, facts: &BTreeMap<String, HostProbe>) -> Plan {
+    plan_phases(cluster, tree, facts, &ArtifactInventory::new(), LB)
+}
+
+fn diff_of<'a>(plan: &'a Plan, host: &str, path: &str) -> &'a str {
+    let put = steps(plan, Phase::LoadBalancer, host).iter().find_map(|s| match s {
+        Step::PutFile(p) if p.path == path => Some(p),
+        _ => None,
+    });
+    match put.map(|p| &p.reason) {
+        Some(FileReason::Change { diff: DiffText::Unified(d) }) => d,
+        other => panic!("{host} {path}: no unified diff but {other:?}"),
+    }
+}
+
+#[test]
+fn fresh_control_planes_get_haproxy_checked_and_reloaded_and_keepalived_started() {
+    let cluster = load(example_text("stacked"));
+    let tree = render(&cluster);
+    let mut facts = facts_for(&cluster);
+    let first = lb_plan(&cluster, &tree, &facts);
+    assert!(first.blocked.is_empty(), "{:?}", first.blocked);
+    assert_eq!(
+        labels(&first, Phase::LoadBalancer, "cp2"),
+        [
+            "create /etc/haproxy/.haproxy.cfg.kubeforge-check",
+            "haproxy -c -q -f /etc/haproxy/.haproxy.cfg.kubeforge-check",
+            "change /etc/haproxy/haproxy.cfg",
+            "rm -f -- /etc/haproxy/.haproxy.cfg.kubeforge-check",
+            "systemctl reload haproxy.service",
+            "wait: haproxy is active and listening on 10.88.0.100:6443",
+            "create /etc/keepalived/keepalived.conf",
+            "create /etc/systemd/system/keepalived.service.d/10-kubeforge.conf",
+            "create /usr/local/lib/kubeforge/keepalived-interface",
+            "systemctl daemon-reload",
+            "systemctl start keepalived.service",
+            "wait: keepalived is active",
+        ]
+    );
+    // The gate is an exact command: haproxy's bind address in ss's local-address column.
+    let Some(Step::Gate(gate)) = steps(&first, Phase::LoadBalancer, "cp1").get(5) else {
+        panic!("gate expected")
+    };
+    assert_eq!(
+        gate.argv[2],
+        "systemctl is-active --quiet haproxy.service && ss -Hltn | awk '{print $4}' | grep -qxF '10.88.0.100:6443'"
+    );
+    // keepalived.conf holds the VRRP password: planned as a secret, never shown.
+    let text = render_text(&first);
+    assert!(text.contains("+ create /etc/keepalived/keepalived.conf (0600 root:root"), "{text}");
+    assert!(!text.contains("auth_pass"), "{text}");
+    // Workers get no load balancer in keepalived-haproxy mode.
+    assert!(labels(&first, Phase::LoadBalancer, "worker1").is_empty());
+
+    simulate(&first, &mut facts, "v1.33.1");
+    let again = lb_plan(&cluster, &tree, &facts);
+    assert!(again.is_converged(), "{}", render_text(&again));
+    assert!(render_text(&again).ends_with("No changes.\n"));
+    // The checked copy was removed, not left behind.
+    let Some(Ok(cp1)) = facts.get("cp1") else { panic!() };
+    assert!(!cp1.files.contains_key(loadbalancer::HAPROXY_CHECK_COPY));
+}
+
+#[test]
+fn node_local_workers_get_a_loopback_haproxy_and_control_planes_nothing() {
+    let cluster = load(example_text("node-local"));
+    let tree = render(&cluster);
+    let mut facts = facts_for(&cluster);
+    let first = lb_plan(&cluster, &tree, &facts);
+    let hosts: Vec<&String> = first.phases[0].hosts.keys().collect();
+    let workers: Vec<&String> = cluster.workers().map(|h| &h.name).collect();
+    assert_eq!(hosts, workers, "only the non-control-plane kubelet hosts");
+    let worker = workers[0];
+    let labels = labels(&first, Phase::LoadBalancer, worker);
+    assert_eq!(labels.last().unwrap(), "wait: haproxy is active and listening on 127.0.0.1:6443");
+    assert!(!labels.iter().any(|l| l.contains("keepalived")), "{labels:?}");
+    simulate(&first, &mut facts, "v1.33.1");
+    assert!(lb_plan(&cluster, &tree, &facts).is_converged());
+}
+
+#[test]
+fn a_stopped_haproxy_is_started_and_a_disabled_one_enabled_without_touching_files() {
+    let cluster = load(example_text("stacked"));
+    let tree = render(&cluster);
+    let mut facts = facts_for(&cluster);
+    simulate(&lb_plan(&cluster, &tree, &facts), &mut facts, "v1.33.1");
+    if let Some(Ok(f)) = facts.get_mut("cp3") {
+        f.units.insert(
+            "haproxy.service".into(),
+            UnitState { active: "failed".into(), enabled: "disabled".into() },
+        );
+    }
+    let plan = lb_plan(&cluster, &tree, &facts);
+    assert_eq!(
+        labels(&plan, Phase::LoadBalancer, "cp3"),
+        [
+            "systemctl enable haproxy.service",
+            "systemctl start haproxy.service",
+            "wait: haproxy is active and listening on 10.88.0.100:6443",
+        ]
+    );
+    assert!(labels(&plan, Phase::LoadBalancer, "cp1").is_empty());
+}
+
+#[test]
+fn edited_configs_are_reloaded_for_haproxy_and_restarted_for_keepalived() {
+    let cluster = load(example_text("stacked"));
+    let tree = render(&cluster);
+    let mut facts = facts_for(&cluster);
+    simulate(&lb_plan(&cluster, &tree, &facts), &mut facts, "v1.33.1");
+    if let Some(Ok(f)) = facts.get_mut("cp1") {
+        let edited = |path: &str, from: &str, to: &str| {
+            let text = String::from_utf8(tree.hosts["cp1"][path].contents.clone()).unwrap();
+            assert!(text.contains(from), "{path} has no {from:?}");
+            present_file(text.replace(from, to).as_bytes(), tree.hosts["cp1"][path].mode)
+        };
+        f.files.insert(
+            "/etc/haproxy/haproxy.cfg".into(),
+            edited("/etc/haproxy/haproxy.cfg", "maxconn 20000", "maxconn 10"),
+        );
+        f.files.insert(
+            "/etc/keepalived/keepalived.conf".into(),
+            edited("/etc/keepalived/keepalived.conf", "advert_int 1", "advert_int 3"),
+        );
+        // Mode drift alone is fixed without a restart.
+        f.files.insert(
+            "/usr/local/lib/kubeforge/keepalived-interface".into(),
+            present_file(
+                &tree.hosts["cp1"]["/usr/local/lib/kubeforge/keepalived-interface"].contents,
+                0o644,
+            ),
+        );
+    }
+    let plan = lb_plan(&cluster, &tree, &facts);
+    assert_eq!(
+        labels(&plan, Phase::LoadBalancer, "cp1"),
+        [
+            "create /etc/haproxy/.haproxy.cfg.kubeforge-check",
+            "haproxy -c -q -f /etc/haproxy/.haproxy.cfg.kubeforge-check",
+            "change /etc/haproxy/haproxy.cfg",
+            "rm -f -- /etc/haproxy/.haproxy.cfg.kubeforge-check",
+            "systemctl reload haproxy.service",
+            "wait: haproxy is active and listening on 10.88.0.100:6443",
+            "change /etc/keepalived/keepalived.conf",
+            "fix mode/owner of /usr/local/lib/kubeforge/keepalived-interface",
+            "systemctl restart keepalived.service",
+            "wait: keepalived is active",
+        ]
+    );
+    let diff = diff_of(&plan, "cp1", "/etc/haproxy/haproxy.cfg");
+    assert!(diff.contains("-    maxconn 10\n+    maxconn 20000\n"), "{diff}");
+    // The secret keepalived.conf's change is redacted.
+    let text = render_text(&plan);
+    assert!(!text.contains("advert_int"), "{text}");
+
+    // Only the mode drift: fixed, and keepalived keeps running.
+    if let Some(Ok(f)) = facts.get_mut("cp2") {
+        f.files.insert(
+            "/usr/local/lib/kubeforge/keepalived-interface".into(),
+            present_file(
+                &tree.hosts["cp2"]["/usr/local/lib/kubeforge/keepalived-interface"].contents,
+                0o700,
+            ),
+        );
+    }
+    let plan = lb_plan(&cluster, &tree, &facts);
+    assert_eq!(
+        labels(&plan, Phase::LoadBalancer, "cp2"),
+        [
+            "fix mode/owner of /usr/local/lib/kubeforge/keepalived-interface",
+            "wait: keepalived is active",
+        ]
+    );
+}
+
+/// The stacked example with two more control planes, `cp4` and `cp5` (etcd wants an odd count).
+fn stacked_with_five() -> Cluster {
+    let text = example_text("stacked").replace(
+        "    - name: worker1\n",
+        "    - name: cp4\n      address: 10.88.0.14\n      roles: [control-plane]\n    \
+         - name: cp5\n      address: 10.88.0.15\n      roles: [control-plane]\n    - name: worker1\n",
+    );
+    load(&text)
+}
+
+/// The +/- lines of a unified diff.
+fn changed_lines(diff: &str) -> Vec<&str> {
+    diff.lines()
+        .filter(|l| l.starts_with(['+', '-']) && !l.starts_with("+++") && !l.starts_with("---"))
+        .collect()
+}
+
+#[test]
+fn new_control_planes_reach_every_backend_list_and_every_keepalived_peer_list() {
+    let three = load(example_text("stacked"));
+    let mut facts = facts_for(&three);
+    simulate(&lb_plan(&three, &render(&three), &facts), &mut facts, "v1.33.1");
+
+    let five = stacked_with_five();
+    for new in ["cp4", "cp5"] {
+        facts.insert(new.into(), Ok(debian_facts(new)));
+    }
+    let tree = render(&five);
+    let plan = lb_plan(&five, &tree, &facts);
+    for cp in ["cp1", "cp2", "cp3"] {
+        let diff = diff_of(&plan, cp, "/etc/haproxy/haproxy.cfg");
+        assert_eq!(
+            changed_lines(diff),
+            [
+                "+    server cp4 10.88.0.14:6443 check check-ssl verify none",
+                "+    server cp5 10.88.0.15:6443 check check-ssl verify none"
+            ],
+            "{cp}"
+        );
+        let labels = labels(&plan, Phase::LoadBalancer, cp);
+        assert!(labels.contains(&"systemctl reload haproxy.service".to_string()), "{labels:?}");
+        // keepalived.conf gains the new unicast peers: restarted, as its files changed.
+        assert!(
+            labels.contains(&"change /etc/keepalived/keepalived.conf".to_string()),
+            "{labels:?}"
+        );
+        assert!(labels.contains(&"systemctl restart keepalived.service".to_string()), "{labels:?}");
+        let conf = &tree.hosts[cp]["/etc/keepalived/keepalived.conf"].contents;
+        let text = String::from_utf8_lossy(conf);
+        assert!(text.contains("        10.88.0.14\n        10.88.0.15\n"), "{cp}: {text}");
+    }
+    assert_eq!(
+        labels(&plan, Phase::LoadBalancer, "cp5")[0],
+        "create /etc/haproxy/.haproxy.cfg.kubeforge-check"
+    );
+    assert!(labels(&plan, Phase::LoadBalancer, "worker1").is_empty());
+    simulate(&plan, &mut facts, "v1.33.1");
+    assert!(lb_plan(&five, &tree, &facts).is_converged());
+
+    // And back to three: cp4 and cp5 leave every list again.
+    facts.remove("cp4");
+    facts.remove("cp5");
+    let plan = lb_plan(&three, &render(&three), &facts);
+    for cp in ["cp1", "cp2", "cp3"] {
+        let diff = diff_of(&plan, cp, "/etc/haproxy/haproxy.cfg");
+        assert_eq!(
+            changed_lines(diff),
+            [
+                "-    server cp4 10.88.0.14:6443 check check-ssl verify none",
+                "-    server cp5 10.88.0.15:6443 check check-ssl verify none"
+            ],
+            "{cp}"
+        );
+    }
+}
+
+#[test]
+fn node_local_backends_follow_the_control_planes_too() {
+    let text = example_text("node-local");
+    let cluster = load(text);
+    let mut facts = facts_for(&cluster);
+    simulate(&lb_plan(&cluster, &render(&cluster), &facts), &mut facts, "v1.33.1");
+    let five = load(&text.replace(
+        "    - {name: worker1,",
+        "    - {name: cp4, address: 192.168.10.14, roles: [control-plane]}\n    \
+         - {name: cp5, address: 192.168.10.15, roles: [control-plane]}\n    - {name: worker1,",
+    ));
+    assert_eq!(five.control_planes().count(), 5);
+    for new in ["cp4", "cp5"] {
+        facts.insert(new.into(), Ok(debian_facts(new)));
+    }
+    let plan = lb_plan(&five, &render(&five), &facts);
+    let worker = "worker1";
+    assert_eq!(
+        changed_lines(diff_of(&plan, worker, "/etc/haproxy/haproxy.cfg")),
+        [
+            "+    server cp4 192.168.10.14:6443 check check-ssl verify none",
+            "+    server cp5 192.168.10.15:6443 check check-ssl verify none"
+        ]
+    );
+    let labels = labels(&plan, Phase::LoadBalancer, worker);
+    assert!(labels.contains(&"systemctl reload haproxy.service".to_string()), "{labels:?}");
+    // Control planes in node-local mode run no load balancer, old or new.
+    for cp in ["cp1", "cp4"] {
+        assert!(super::tests_phases::labels(&plan, Phase::LoadBalancer, cp).is_empty());
+    }
+}
+
+#[test]
+fn bind_address_is_read_from_the_config() {
+    assert_eq!(
+        loadbalancer::bind_address(b"frontend x\n    bind [::1]:6443\n").as_deref(),
+        Some("[::1]:6443")
+    );
+    assert_eq!(loadbalancer::bind_address(b"global\n"), None);
+}
