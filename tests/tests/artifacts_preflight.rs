@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use kubeforge::artifacts::inventory_with;
-use kubeforge_playbooks::artifacts::catalog;
+use kubeforge_playbooks::artifacts::{catalog, needs};
 use kubeforge_playbooks::facts::{ProbeRequest, ProbeWindow, parse_probe_output};
 use kubeforge_playbooks::plan::{self, Observed, Phase, PhaseSelection, PlanInput};
 use kubeforge_playbooks::render::RenderTree;
@@ -152,9 +152,26 @@ fn only(phase: Phase) -> Vec<Phase> {
 
 #[test]
 fn lab_directory_has_everything_up_to_the_load_balancer() {
-    for phase in [Phase::Runtime, Phase::Etcd, Phase::LoadBalancer] {
+    // Through the planner for the phases whose planners need nothing else from the tree.
+    for phase in [Phase::Runtime, Phase::LoadBalancer] {
         assert_eq!(artifact_problems(phase, &only(phase)), "", "{phase}");
     }
+    // The etcd phase's planner needs the PKI in the render tree; what preflight asks of the
+    // inventory for it is checked directly: every key the selected phases need from the
+    // directory is there (the runtime's come from the hosts' packages).
+    let spec_dir = tempfile::tempdir().unwrap();
+    lab_artifacts(spec_dir.path());
+    let cluster = kubeforge_playbooks::spec::load_str(SPEC, "lab.yaml").unwrap();
+    let selection = PhaseSelection::new(Some(Phase::LoadBalancer), &[]);
+    let inventory =
+        inventory_with(&cluster, spec_dir.path(), &selection, None, catalog::ENTRIES).unwrap();
+    let wanted: Vec<String> = needs::selected(&cluster, &selection)
+        .into_iter()
+        .filter(|n| !n.host_may_provide)
+        .map(|n| n.key)
+        .collect();
+    assert_eq!(wanted, ["etcd", "etcdctl", "etcdutl"]);
+    assert!(wanted.iter().all(|k| inventory.contains_key(k)), "{inventory:?}");
 }
 
 #[test]
