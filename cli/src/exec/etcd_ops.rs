@@ -85,14 +85,29 @@ async fn run_action(ctx: &StepContext<'_>, op: &EtcdOp) -> Result<Done, HostFail
     let timeouts = Timeouts::default();
     let etcd_failure = |e: crate::etcd::EtcdError| failure(ctx, op, e.to_string(), RETRY_REMEDY);
     if let EtcdAction::HealthGate { members, timeout_ms } = &op.action {
+        // A member that is still starting has nothing listening yet: opening its tunnel is
+        // part of what the gate waits for.
+        let limit = Duration::from_millis(*timeout_ms);
+        let deadline = Instant::now() + limit;
         let mut tunnels = Vec::new();
         let mut endpoints = Vec::new();
         for m in members {
-            let (forward, endpoint) = tunnel(ctx, op, m).await?;
-            tunnels.push(forward);
-            endpoints.push(endpoint);
+            loop {
+                match tunnel(ctx, op, m).await {
+                    Ok((forward, endpoint)) => {
+                        tunnels.push(forward);
+                        endpoints.push(endpoint);
+                        break;
+                    }
+                    Err(f) if ctx.transports.contains_key(m) && Instant::now() < deadline => {
+                        let _ = f;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(f) => return Err(f),
+                }
+            }
         }
-        let limit = Duration::from_millis(*timeout_ms);
+        let limit = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5));
         return match wait_healthy(&endpoints, Some(&tls), timeouts, limit).await {
             Ok(report) => Ok(Done::Unchanged(format!(
                 "healthy after {:.1} s: {}",
