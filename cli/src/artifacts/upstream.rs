@@ -235,7 +235,7 @@ fn http_client() -> Result<reqwest::Client, String> {
         .connect_timeout(Duration::from_secs(30))
         .read_timeout(Duration::from_secs(120))
         .build()
-        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+        .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))
 }
 
 fn download_error(options: &Options, r: &ArtifactRef, detail: String) -> ArtifactError {
