@@ -335,3 +335,19 @@ fn without_a_mirror_the_release_url_is_used() {
         Some("https://m.example/k/etcd/v3.5.21/etcd-v3.5.21-linux-arm64.tar.gz")
     );
 }
+
+#[test]
+fn concurrent_runs_share_the_cache_safely() {
+    let s = setup();
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..4).map(|_| scope.spawn(|| s.run())).collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let first = results[0].as_ref().unwrap();
+    for r in &results {
+        assert_eq!(r.as_ref().unwrap(), first);
+    }
+    assert_eq!(first["etcdctl"].sha256, sha256(b"fake etcdctl"));
+    assert!(s.leftovers().is_empty(), "{:?}", s.leftovers());
+    assert_eq!(s.run().unwrap(), *first);
+}

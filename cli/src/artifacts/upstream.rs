@@ -270,7 +270,10 @@ async fn download(
     let url = options.url_of(r).unwrap_or_default();
     let parent = dir.parent().unwrap_or(dir);
     std::fs::create_dir_all(parent).map_err(cache_error("create", parent))?;
-    let tag = format!("{}.{}", r.version, std::process::id());
+    // Unique per process and per download, so concurrent runs never share a temporary name.
+    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tag = format!("{}.{}.{n}", r.version, std::process::id());
     let part = parent.join(format!(".{tag}.{}.part", r.file_name));
     let staging = parent.join(format!(".{tag}.tmp"));
     eprintln!("Downloading {} {} (linux/{}) from {url}", r.component, r.version, r.arch);
@@ -292,9 +295,19 @@ async fn download(
             });
         }
         let sums = unpack(r, &part, &staging)?;
-        remove_stale(dir)?;
-        std::fs::rename(&staging, dir).map_err(cache_error("move into place", dir))?;
-        Ok(sums)
+        // Another kubeforge run may have finished the same version meanwhile: keep its
+        // verified copy rather than replacing it under a reader (`cached` removes a damaged one).
+        if let Some(theirs) = cached(dir, r)? {
+            return Ok(theirs);
+        }
+        match std::fs::rename(&staging, dir) {
+            Ok(()) => Ok(sums),
+            // ... or finished it just now.
+            Err(e) => match cached(dir, r)? {
+                Some(theirs) => Ok(theirs),
+                None => Err(cache_error("move into place", dir)(e)),
+            },
+        }
     }
     .await;
     let _ = std::fs::remove_file(&part);
