@@ -18,7 +18,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 time_it() {
   local s e; s=$(date +%s.%N)
   if ! "$@" >"$work/last.log" 2>&1; then echo "FAILED: $*" >&2; tail -20 "$work/last.log" >&2; kill $$; fi
-  e=$(date +%s.%N); echo "$e - $s" | bc
+  e=$(date +%s.%N); awk -v a="$s" -v b="$e" 'BEGIN { printf "%.3f\n", b - a }'
 }
 
 kf=$(for _ in $(seq "$runs"); do time_it "$bin" plan -f bench.yaml --until runtime; done | median)
@@ -38,4 +38,4 @@ export ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_FORKS=$n
 export ANSIBLE_SSH_ARGS="-o UserKnownHostsFile=$kh -o ControlMaster=auto -o ControlPersist=60s"
 ans=$(for _ in $(seq "$runs"); do time_it "$work/venv/bin/ansible-playbook" -i inventory -u root --private-key "$key" play.yml; done | median)
 
-echo "hosts=$n runs=$runs kubeforge_plan_s=$kf ansible_s=$ans ratio=$(echo "scale=1; $ans / $kf" | bc)"
+echo "hosts=$n runs=$runs kubeforge_plan_s=$kf ansible_s=$ans ratio=$(awk -v a="$ans" -v k="$kf" 'BEGIN { printf "%.1f", a / k }')"
