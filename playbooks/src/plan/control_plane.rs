@@ -22,8 +22,9 @@ pub(crate) const KUBECTL: &str = "/usr/local/bin/kubectl";
 pub(crate) const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
 const APISERVER_PORT: u16 = 6443;
 
-const BINARIES: [&str; 3] = ["kubelet", "kubectl", "crictl"];
-const IMAGES: [&str; 4] = ["pause", "kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+pub(crate) const BINARIES: [&str; 3] = ["kubelet", "kubectl", "crictl"];
+pub(crate) const IMAGES: [&str; 4] =
+    ["pause", "kube-apiserver", "kube-controller-manager", "kube-scheduler"];
 
 /// The kube-apiserver's config files (`/etc/kubernetes/*.yaml`: audit policy, authentication
 /// and encryption configs) and the static pod manifests.

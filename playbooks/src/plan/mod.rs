@@ -97,6 +97,7 @@ pub fn probe_request(cluster: &Cluster, tree: &RenderTree, host: &str) -> ProbeR
     }
     os::extend_request(tree, host, &mut request);
     etcd::extend_request(cluster, host, &mut request);
+    workers::extend_request(cluster, host, &mut request);
     request.units.extend(PROBED_UNITS.iter().map(|u| u.to_string()));
     request.binaries.extend(PROBED_BINARIES.iter().map(|b| b.to_string()));
     request

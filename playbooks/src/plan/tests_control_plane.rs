@@ -339,3 +339,34 @@ fn without_artifacts_nothing_is_pushed_and_installed_binaries_are_judged_by_vers
         .collect();
     assert_eq!(pushes[0], "push crictl to /usr/local/bin/crictl");
 }
+
+#[test]
+fn the_probe_hashes_every_file_these_phases_may_push() {
+    let cluster = load(example_text("external"));
+    let tree = render(&cluster);
+    let request = |host: &str| probe_request(&cluster, &tree, host).hash_files;
+    let cp = request("cp1");
+    for path in [
+        "/usr/local/bin/kubelet",
+        "/usr/local/bin/kubectl",
+        "/usr/local/bin/crictl",
+        "/opt/cni/bin/bridge",
+        "/opt/cni/bin/portmap",
+        "/var/lib/kubeforge/images/kube-apiserver.tar",
+        "/var/lib/kubeforge/images/coredns.tar",
+    ] {
+        assert!(cp.contains(path), "cp1 probe lacks {path}");
+    }
+    let worker = request("worker1");
+    assert!(worker.contains("/usr/local/bin/kubelet"));
+    assert!(worker.contains("/var/lib/kubeforge/images/kube-proxy.tar"));
+    assert!(!worker.contains("/usr/local/bin/kubectl"));
+    assert!(!worker.contains("/var/lib/kubeforge/images/kube-apiserver.tar"));
+    let etcd = request("etcd1");
+    let pushed_here = |p: &&String| {
+        p.starts_with("/usr/local/bin/kube")
+            || p.starts_with("/opt/cni/")
+            || p.starts_with("/var/lib/kubeforge/images/")
+    };
+    assert!(!etcd.iter().any(|p| pushed_here(&p)), "{etcd:?}");
+}

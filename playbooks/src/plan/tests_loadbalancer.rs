@@ -129,7 +129,7 @@ fn edited_configs_are_reloaded_for_haproxy_and_restarted_for_keepalived() {
         };
         f.files.insert(
             "/etc/haproxy/haproxy.cfg".into(),
-            edited("/etc/haproxy/haproxy.cfg", "maxconn 20000", "maxconn 10"),
+            edited("/etc/haproxy/haproxy.cfg", "retries 3", "retries 9"),
         );
         f.files.insert(
             "/etc/keepalived/keepalived.conf".into(),
@@ -161,7 +161,7 @@ fn edited_configs_are_reloaded_for_haproxy_and_restarted_for_keepalived() {
         ]
     );
     let diff = diff_of(&plan, "cp1", "/etc/haproxy/haproxy.cfg");
-    assert!(diff.contains("-    maxconn 10\n+    maxconn 20000\n"), "{diff}");
+    assert!(diff.contains("-    retries 9\n+    retries 3\n"), "{diff}");
     // The secret keepalived.conf's change is redacted.
     let text = render_text(&plan);
     assert!(!text.contains("advert_int"), "{text}");

@@ -11,8 +11,8 @@
 use super::files::{Wanted, put_file};
 use super::types::{FileReason, Gate, PushArtifact, Run, Step, UnitAction, UnitStep};
 use super::{LocalArtifact, PlanInput};
-use crate::artifacts::{self, layout};
-use crate::facts::{FileState, HostFacts};
+use crate::artifacts::{self, Component, layout};
+use crate::facts::{FileState, HostFacts, ProbeRequest};
 use crate::model::{Cluster, Host};
 
 pub(crate) const KUBELET_UNIT: &str = "kubelet.service";
@@ -60,6 +60,30 @@ pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) ->
     changed |= kubelet_steps(input, host, facts, &mut steps);
     finish_kubelet(facts, changed, &mut steps);
     steps
+}
+
+/// The extra facts these phases need from a kubelet host: the digest of every file they may
+/// push (binaries, CNI plugins, image archives), so a copy is pushed only when it differs.
+pub(crate) fn extend_request(cluster: &Cluster, host: &str, request: &mut ProbeRequest) {
+    let Some(host) = cluster.host(host).filter(|h| h.runs_kubelet()) else { return };
+    let (binaries, images): (&[&str], &[&str]) = if host.is_control_plane() {
+        (&super::control_plane::BINARIES, &super::control_plane::IMAGES)
+    } else {
+        (&WORKER_BINARIES, &WORKER_IMAGES)
+    };
+    for name in binaries {
+        request.hash_files.insert(format!("{BIN_DIR}/{name}"));
+    }
+    for (component, version) in artifacts::wanted_versions(cluster) {
+        if component == Component::CniPlugins {
+            for plugin in layout::files(component, &version) {
+                request.hash_files.insert(format!("{CNI_BIN_DIR}/{plugin}"));
+            }
+        }
+    }
+    for image in images.iter().chain(&super::addons::IMAGES) {
+        request.hash_files.insert(format!("{IMAGE_DIR}/{image}.tar"));
+    }
 }
 
 /// What the kubelet's part of a plan changed.
@@ -131,9 +155,9 @@ fn push(name: &str, artifact: &LocalArtifact, dest: String) -> Step {
     })
 }
 
-/// Whether `dest` must be (re)written: its sha256 when the probe hashed it, else what
-/// `command -v` and `--version` reported (a binary elsewhere on the PATH, or of another
-/// version, does not count).
+/// Whether `dest` must be (re)written: judged by its sha256 when the probe hashed it
+/// (`extend_request` asks for every destination), else by what `command -v` and `--version`
+/// reported (a binary elsewhere on the PATH, or of another version, does not count).
 pub(crate) fn push_needed(
     facts: &HostFacts,
     name: &str,
