@@ -13,7 +13,7 @@ use kubeforge_playbooks::plan::{EtcdClientFiles, EtcdObserved, Observed, Phase, 
 use kubeforge_playbooks::render::configs::etcd as etcd_unit;
 use miette::miette;
 
-use crate::etcd::{Endpoint, EtcdClient, EtcdTls, MemberInfo, Timeouts, probe};
+use crate::etcd::{Endpoint, EtcdClient, EtcdTls, MemberInfo, MemberState, Timeouts, probe};
 use crate::gather::Gathered;
 use crate::state::StateDir;
 use crate::transport::Transport;
@@ -89,12 +89,34 @@ async fn member_list(transport: &dyn Transport, tls: &EtcdTls) -> Result<Vec<Mem
     client.member_list().await.map_err(|e| e.to_string())
 }
 
-/// One member's health through its own host's tunnel.
+/// One member's health through its own host's tunnel: up to three probes a second apart (a
+/// member busy with an election or a just-finished membership change answers slowly), then
+/// the last error is reported on stderr so an unhealthy member is never silent.
 async fn member_healthy(transport: Arc<dyn Transport>, tls: EtcdTls) -> bool {
-    let Ok(forward) = transport.forward_local(CLIENT_PORT).await else { return false };
-    let url = format!("https://127.0.0.1:{}", forward.local_addr().port());
-    let endpoint = Endpoint::new(transport.host(), url);
-    probe(&endpoint, Some(&tls), timeouts()).await.is_healthy()
+    let mut last = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let forward = match transport.forward_local(CLIENT_PORT).await {
+            Ok(f) => f,
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        let url = format!("https://127.0.0.1:{}", forward.local_addr().port());
+        let endpoint = Endpoint::new(transport.host(), url);
+        let health = probe(&endpoint, Some(&tls), timeouts()).await;
+        if health.is_healthy() {
+            return true;
+        }
+        if let MemberState::Unhealthy { error, .. } = health.state {
+            last = error;
+        }
+    }
+    eprintln!("warning: etcd member on {} is unhealthy: {last}", transport.host());
+    false
 }
 
 async fn observe_etcd(

@@ -72,9 +72,10 @@ pub enum EtcdPlanError {
     DataWithoutCluster { hosts: Vec<String> },
     #[error(
         "no healthy etcd member that the spec keeps is reachable over SSH to carry out the \
-         membership change; bring one back, then apply again"
+         membership change (members as observed: {}); bring one back, then apply again",
+        members.join(", ")
     )]
-    NoMemberToReach,
+    NoMemberToReach { members: Vec<String> },
 }
 
 /// The etcd phase: per-host parallel steps, then the ordered sequence.

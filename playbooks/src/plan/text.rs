@@ -23,7 +23,7 @@ pub fn render_text(plan: &Plan) -> String {
             );
             continue;
         }
-        if phase.hosts.is_empty() {
+        if phase.hosts.is_empty() && phase.sequence.is_empty() {
             continue;
         }
         let _ = writeln!(out, "\n{}:", phase.phase);

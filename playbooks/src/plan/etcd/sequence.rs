@@ -66,8 +66,13 @@ impl Builder<'_, '_> {
 
     /// A health gate over the listed members that kubeforge can reach.
     fn gate(&mut self, names: &[String], why: &str) {
-        let reachable: Vec<String> =
-            names.iter().filter(|n| self.member(n).is_some()).cloned().collect();
+        // In spec order, so the plan does not depend on etcd's member ids.
+        let reachable: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| m.host.name.clone())
+            .filter(|n| names.contains(n))
+            .collect();
         let Some(first) = reachable.first().cloned() else { return };
         let action = EtcdAction::HealthGate { members: reachable, timeout_ms: GATE_TIMEOUT_MS };
         let step = self.op(action, why.to_string());
@@ -102,7 +107,20 @@ pub(crate) fn plan(
     let via = match (via, needs_via) {
         (Some(v), _) => v,
         (None, false) => String::new(),
-        (None, true) => return Err(EtcdPlanError::NoMemberToReach),
+        (None, true) => {
+            let members = current
+                .iter()
+                .map(|c| {
+                    let state = match (c.healthy, c.is_learner) {
+                        (true, false) => "healthy",
+                        (true, true) => "healthy learner",
+                        (false, _) => "unhealthy",
+                    };
+                    format!("{} {state}", if c.name.is_empty() { "(unstarted)" } else { &c.name })
+                })
+                .collect();
+            return Err(EtcdPlanError::NoMemberToReach { members });
+        }
     };
 
     for install in installs.iter().filter(|i| i.restart) {
