@@ -24,10 +24,9 @@ use kubeforge_playbooks::artifacts::{
     Arch, ArtifactRef, Location, Packaging, layout, upstream_ref,
 };
 use kubeforge_playbooks::plan::{ArtifactInventory, LocalArtifact};
-use sha2::Digest as _;
 
 use super::error::ArtifactError;
-use super::hash::{file_sha256, hex};
+use super::hash::{Sha256, file_sha256};
 
 /// Where downloads go and come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,13 +323,13 @@ async fn fetch(client: &reqwest::Client, url: &str, dest: &Path) -> Result<Strin
     }
     let mut file =
         std::fs::File::create(dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
-    let mut hasher = sha2::Sha256::new();
+    let mut hasher = Sha256::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
         hasher.update(&chunk);
         file.write_all(&chunk).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
     }
     file.sync_all().map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
-    Ok(hex(&hasher.finalize()))
+    Ok(hasher.finish())
 }
 
 /// An error with its causes (reqwest's own message omits them: "error sending request").
