@@ -248,3 +248,15 @@ fn version_hint(component: Component) -> String {
         }
     }
 }
+
+/// The architecture of a file in the `upstream` download cache, read from its place in the
+/// cache layout `<cache>/<arch>/<component>/<version>/<file>` (the cli's `artifacts::upstream`
+/// writes exactly that). `None` for any other path.
+pub fn cached_arch(path: &str) -> Option<Arch> {
+    let arch = std::path::Path::new(path).ancestors().nth(3)?.file_name()?.to_str()?;
+    match arch {
+        "amd64" => Some(Arch::Amd64),
+        "arm64" => Some(Arch::Arm64),
+        _ => None,
+    }
+}

@@ -372,3 +372,11 @@ mod needs_tests {
         assert!(remedy.contains("<dir>/etcd/v3.4.23/etcd, <dir>/etcd/v3.4.23/etcdctl"), "{remedy}");
     }
 }
+
+#[test]
+fn cached_arch_reads_the_cache_layout() {
+    assert_eq!(needs::cached_arch("/c/arm64/etcd/v3.5.21/etcd"), Some(Arch::Arm64));
+    assert_eq!(needs::cached_arch("/c/amd64/cni-plugins/v1.8.0/bridge"), Some(Arch::Amd64));
+    assert_eq!(needs::cached_arch("/srv/bundle/etcd/v3.5.21/etcd"), None);
+    assert_eq!(needs::cached_arch("etcd"), None);
+}

@@ -11,7 +11,7 @@ use super::{Phase, PlanInput};
 use crate::artifacts::needs::{self, Need};
 use crate::artifacts::{Arch, Component};
 use crate::facts::HostFacts;
-use crate::model::{Host, LoadBalancerMode};
+use crate::model::{ArtifactSource, Host, LoadBalancerMode};
 
 /// Supported distributions: `ID` → accepted `VERSION_ID`s.
 pub(crate) const SUPPORTED_OS: [(&str, &[&str]); 2] =
@@ -193,30 +193,67 @@ fn artifact_problems(input: PlanInput<'_>, host: &Host, facts: &HostFacts) -> Ve
         }
     }
     let arch = Arch::from_uname(&facts.arch);
-    missing
-        .into_iter()
-        .map(|(need, files)| {
-            let (what, remedy) =
-                needs::describe_missing(input.cluster, need.component, &need.version, &files, arch);
-            let message = if need.host_may_provide {
-                format!(
-                    "{} phase: `{}` is not installed on the host, and {what}",
-                    need.phase,
-                    need.component.name()
-                )
-            } else {
-                format!("{} phase: {what}", need.phase)
-            };
-            let remedy = match need.component {
-                Component::Containerd | Component::Runc => format!(
-                    "install it on the host (Debian/Ubuntu: `apt-get install {}`), or {remedy}",
-                    need.component.name()
-                ),
-                _ => remedy,
-            };
-            problem("artifacts", message, remedy)
-        })
-        .collect()
+    let mut problems: Vec<Problem> = wrong_arch(input, host, arch, &wanted).into_iter().collect();
+    let named = missing.into_iter().map(|(need, files)| {
+        let (what, remedy) =
+            needs::describe_missing(input.cluster, need.component, &need.version, &files, arch);
+        let message = if need.host_may_provide {
+            format!(
+                "{} phase: `{}` is not installed on the host, and {what}",
+                need.phase,
+                need.component.name()
+            )
+        } else {
+            format!("{} phase: {what}", need.phase)
+        };
+        let remedy = match need.component {
+            Component::Containerd | Component::Runc => format!(
+                "install it on the host (Debian/Ubuntu: `apt-get install {}`), or {remedy}",
+                need.component.name()
+            ),
+            _ => remedy,
+        };
+        problem("artifacts", message, remedy)
+    });
+    problems.extend(named);
+    problems
+}
+
+/// `upstream` downloads are for one architecture per run (the cli's `KUBEFORGE_ARTIFACT_ARCH`,
+/// amd64 by default, chosen before any host is probed): a host of another architecture must
+/// not get them.
+fn wrong_arch(
+    input: PlanInput<'_>,
+    host: &Host,
+    arch: Option<Arch>,
+    wanted: &[Need],
+) -> Option<Problem> {
+    let (ArtifactSource::Upstream, Some(arch)) = (&input.cluster.artifacts, arch) else {
+        return None;
+    };
+    let mut other: Vec<&str> = wanted
+        .iter()
+        .filter(|n| needs::in_scope(input.cluster, host, n.hosts))
+        .filter_map(|n| needs::cached_arch(&input.artifacts.get(&n.key)?.path))
+        .filter(|a| *a != arch)
+        .map(Arch::as_str)
+        .collect();
+    other.sort_unstable();
+    other.dedup();
+    (!other.is_empty()).then(|| {
+        problem(
+            "artifacts",
+            format!(
+                "the host is linux/{arch}, but the artifacts were downloaded for linux/{}",
+                other.join(", linux/")
+            ),
+            format!(
+                "run kubeforge with KUBEFORGE_ARTIFACT_ARCH={arch} for these hosts (one \
+                 architecture per run; use --skip-phases or a spec per architecture for mixed \
+                 clusters)"
+            ),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -359,6 +396,36 @@ mod tests {
             remedy.starts_with("install it on the host (Debian/Ubuntu: `apt-get install runc`)")
         );
         assert!(!blocked.contains_key("cp1"));
+    }
+
+    #[test]
+    fn upstream_downloads_for_another_architecture_are_refused() {
+        let (mut c, mut facts, _) = lab();
+        c.artifacts = ArtifactSource::Upstream;
+        let inventory: ArtifactInventory = ["etcd", "etcdctl", "etcdutl"]
+            .iter()
+            .map(|b| {
+                let path = format!("/home/op/.cache/kubeforge/artifacts/amd64/etcd/v3.5.1/{b}");
+                (b.to_string(), LocalArtifact { path, sha256: "ab".repeat(32) })
+            })
+            .collect();
+        assert!(artifact_messages(&c, &facts, &inventory, Phase::Etcd).is_empty());
+        if let Some(Ok(f)) = facts.get_mut("cp1") {
+            f.arch = "aarch64".into();
+        }
+        let blocked = artifact_messages(&c, &facts, &inventory, Phase::Etcd);
+        assert_eq!(
+            blocked["cp1"],
+            [(
+                "the host is linux/arm64, but the artifacts were downloaded for linux/amd64".into(),
+                "run kubeforge with KUBEFORGE_ARTIFACT_ARCH=arm64 for these hosts (one \
+                 architecture per run; use --skip-phases or a spec per architecture for mixed \
+                 clusters)"
+                    .into()
+            )]
+        );
+        // The worker needs nothing from etcd: no problem there.
+        assert!(!blocked.contains_key("w1"));
     }
 
     #[test]
