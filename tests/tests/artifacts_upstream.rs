@@ -300,17 +300,33 @@ fn a_damaged_cache_is_downloaded_again() {
 #[test]
 fn a_missing_file_is_named_with_component_version_and_url() {
     let s = setup();
-    s.mirror.files.lock().unwrap().remove(RUNC_PATH);
+    s.mirror.files.lock().unwrap().remove(ETCD_PATH);
     let err = s.run().unwrap_err();
-    let url = format!("http://127.0.0.1:{}{RUNC_PATH}", s.mirror.port);
+    let url = format!("http://127.0.0.1:{}{ETCD_PATH}", s.mirror.port);
     assert_eq!(
         err.to_string(),
-        format!("cannot download runc v1.3.4 from {url}: HTTP 404 Not Found")
+        format!("cannot download etcd v3.5.1 from {url}: HTTP 404 Not Found")
     );
     let ArtifactError::Download { remedy, .. } = &err else { panic!("{err:?}") };
     assert!(remedy.contains("KUBEFORGE_ARTIFACT_MIRROR"), "{remedy}");
-    assert!(remedy.contains("<dir>/runc/v1.3.4/<file>"), "{remedy}");
-    assert!(!s.cache.path().join("amd64/runc").read_dir().is_ok_and(|mut d| d.next().is_some()));
+    assert!(remedy.contains("<dir>/etcd/v3.5.1/<file>"), "{remedy}");
+    assert!(!s.cache.path().join("amd64/etcd/v3.5.1").exists());
+    assert!(s.leftovers().is_empty(), "{:?}", s.leftovers());
+}
+
+#[test]
+fn a_runtime_binary_that_cannot_be_downloaded_is_left_to_the_hosts_packages() {
+    // runc may be installed on the hosts (only the facts tell): its download failing is a
+    // warning, the run goes on without it, and preflight names it for hosts that lack runc.
+    let s = setup();
+    s.mirror.files.lock().unwrap().remove(RUNC_PATH);
+    let inv = s.run().unwrap();
+    assert_eq!(inv.keys().collect::<Vec<_>>(), ["etcd", "etcdctl", "etcdutl"]);
+    assert_eq!(s.mirror.hits(RUNC_PATH), 1);
+    // A corrupted runc is never soft.
+    s.mirror.set(RUNC_PATH, b"evil runc");
+    let err = s.run().unwrap_err();
+    assert!(matches!(err, ArtifactError::Checksum { .. }), "{err:?}");
 }
 
 #[test]
