@@ -10,9 +10,11 @@
 //!   (unpacked into the same layout), verified against the catalog's sha256, and reused on later
 //!   runs without network.
 //!
-//! A file that is simply absent is left out of the inventory: preflight names it, per host and
-//! phase, with the path or URL and how to provide it. A file that is present but wrong (hash
-//! mismatch, damaged download) is an error here, before any host is touched.
+//! A file that is simply absent (not in the directory, a version the catalog lacks, or a
+//! containerd/runc download that failed: hosts may have those from their packages) is left out
+//! of the inventory: preflight names it, per host and phase, with the path or URL and how to
+//! provide it. A file that is present but wrong (hash mismatch, damaged download) and any
+//! other failed download are errors here, before any host is touched.
 
 mod dir;
 mod error;
