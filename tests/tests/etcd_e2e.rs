@@ -47,8 +47,12 @@ fn enabled() -> bool {
     true
 }
 
+/// One lab at a time: three labs of 4-5 machines at once overload a small CI machine.
+static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A lab with its spec in a temp dir; brought down however the test ends.
 struct Lab {
+    _one: std::sync::MutexGuard<'static, ()>,
     name: String,
     dir: tempfile::TempDir,
     spec: PathBuf,
@@ -58,7 +62,8 @@ impl Lab {
     fn up(name: &str, args: &[&str]) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let spec = dir.path().join("lab.cluster.yaml");
-        let lab = Lab { name: name.to_string(), dir, spec };
+        let one = ONE_LAB.lock().unwrap_or_else(|p| p.into_inner());
+        let lab = Lab { _one: one, name: name.to_string(), dir, spec };
         let spec_arg = lab.spec.to_str().unwrap().to_string();
         let mut all = vec!["lab", "up", "--name", name, "--spec-out", &spec_arg];
         all.extend_from_slice(args);
