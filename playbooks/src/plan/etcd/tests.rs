@@ -588,3 +588,39 @@ fn the_plan_text_shows_the_sequence_and_json_keeps_its_shape() {
     let other = json["phases"].as_array().unwrap().iter().find(|p| p["phase"] != "etcd");
     assert!(other.is_none_or(|p| p.get("sequence").is_none()));
 }
+
+#[test]
+fn reissued_etcd_certificates_restart_members_one_at_a_time_when_pki_runs_too() {
+    let c = stacked(3);
+    let mut t = tree(&c);
+    let mut sim = Sim::new(fresh(&c, &t));
+    sim.converge(&c, &t);
+    let server = "/etc/kubernetes/pki/etcd/server.crt";
+    t.hosts.get_mut("cp2").unwrap().get_mut(server).unwrap().contents = b"renewed".to_vec();
+    // Without the pki phase the host keeps its file and etcd its certificate: nothing to do.
+    assert_eq!(sim.converge(&c, &t), 0);
+    // With it, the pki phase puts the new file and etcd on cp2 must restart to load it.
+    let artifacts = artifacts();
+    let selection =
+        PhaseSelection::new(Some(Phase::Etcd), &[Phase::Preflight, Phase::Os, Phase::Runtime]);
+    let observed = sim.observed();
+    let input = PlanInput {
+        cluster: &c,
+        tree: &t,
+        facts: &sim.facts,
+        artifacts: &artifacts,
+        selection: &selection,
+        observed: &observed,
+    };
+    let plan = plan(input).unwrap();
+    let etcd = plan.phases.iter().find(|p| p.phase == Phase::Etcd).unwrap();
+    let seq: Vec<String> =
+        etcd.sequence.iter().map(|s| format!("{}: {}", s.host, s.step.label())).collect();
+    assert_eq!(
+        seq,
+        [
+            "cp2: systemctl restart etcd.service",
+            "cp1: etcd: wait until cp1,cp2,cp3 are healthy (up to 120 s)",
+        ]
+    );
+}
