@@ -281,3 +281,63 @@ pub struct BackupTimer {
     pub on_calendar: Vec<String>,
 }
 bind!(BackupTimer => "backup/kubeforge-backup.timer.tera");
+
+// ---------------------------------------------------------------- cluster add-ons
+
+/// `/etc/kubernetes/addons/coredns.yaml`: kubeadm's CoreDNS objects, hardened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CoreDns {
+    /// `registry.k8s.io/coredns/coredns:<tag>`.
+    pub image: String,
+    pub replicas: u32,
+    /// The `kubernetes` plugin's zone (`spec.network.clusterDomain`).
+    pub cluster_domain: String,
+    /// The `kube-dns` Service's clusterIP (the kubelets' `clusterDNS`).
+    pub cluster_ip: String,
+    /// uid/gid CoreDNS runs as (the distroless `nonroot` user).
+    pub run_as_user: u32,
+}
+bind!(CoreDns => "addons/coredns.yaml.tera");
+
+/// `/etc/kubernetes/addons/kube-proxy.yaml`: one ConfigMap + DaemonSet per variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KubeProxy {
+    /// `registry.k8s.io/kube-proxy:<kubernetesVersion>`.
+    pub image: String,
+    /// `clusterCIDR`: the pod subnet.
+    pub cluster_cidr: String,
+    /// `iptables`.
+    pub mode: String,
+    /// `127.0.0.1:10249` (CIS 4.3.1).
+    pub metrics_bind_address: String,
+    pub variants: Vec<KubeProxyVariant>,
+}
+bind!(KubeProxy => "addons/kube-proxy.yaml.tera");
+
+/// One kube-proxy DaemonSet with its own ConfigMap (its kubeconfig's server differs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KubeProxyVariant {
+    /// DaemonSet, ConfigMap and `k8s-app` label value.
+    pub name: String,
+    /// The kubeconfig's `server:` URL.
+    pub server: String,
+    /// Node affinity on `node-role.kubernetes.io/control-plane`: `Exists`, `DoesNotExist`, or
+    /// `None` for every node.
+    pub control_plane_operator: Option<String>,
+}
+
+/// `/etc/kubernetes/addons/cni-flannel.yaml`: flannel with the VXLAN backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Flannel {
+    pub flannel_image: String,
+    pub cni_plugin_image: String,
+    /// The pod subnet; `ipv6` picks flannel's IPv6-only keys.
+    pub pod_subnet: String,
+    pub ipv6: bool,
+    pub cni_bin_dir: String,
+    pub cni_conf_dir: String,
+    /// Where the init containers copy flannel's plugin and CNI config.
+    pub cni_plugin_target: String,
+    pub cni_conf_target: String,
+}
+bind!(Flannel => "addons/cni-flannel.yaml.tera");

@@ -60,6 +60,9 @@ embedded!(
     "backup/etcd-backup.yaml.tera",
     "backup/kubeforge-backup.service.tera",
     "backup/kubeforge-backup.timer.tera",
+    "addons/coredns.yaml.tera",
+    "addons/kube-proxy.yaml.tera",
+    "addons/cni-flannel.yaml.tera",
 );
 
 /// The engine with every template parsed once. A parse error is a bug caught by the unit tests,

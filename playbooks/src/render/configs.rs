@@ -14,6 +14,7 @@
 //!   non-control-plane ones also get the node-local haproxy in `node-local` mode;
 //! - etcd-only hosts: etcd files plus the kernel settings.
 
+pub mod addons;
 mod backup;
 mod control_plane;
 pub mod etcd;
@@ -123,6 +124,7 @@ pub fn add_files(input: RenderInput<'_>, tree: &mut RenderTree) -> Result<(), Co
         }
         loadbalancer::add(ctx, &mut out)?;
         backup::add(ctx, &mut out)?;
+        addons::add(ctx, &mut out)?;
         for (path, file) in out.files {
             tree.insert(&host.name, &path, file)?;
         }
