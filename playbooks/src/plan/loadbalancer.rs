@@ -14,7 +14,7 @@
 use super::PlanInput;
 use super::files::{Wanted, put_file};
 use super::types::{FileReason, Gate, PutFile, Run, Step, UnitAction, UnitStep};
-use crate::facts::HostFacts;
+use crate::facts::{HostFacts, UnitState};
 use crate::model::Host;
 use crate::render::NodeFile;
 
@@ -70,6 +70,14 @@ fn run(argv: &[&str], why: &str) -> Step {
     })
 }
 
+/// `systemctl reset-failed` for a unit that failed: after repeated failures systemd refuses
+/// to start it again for a while ("start request repeated too quickly").
+fn reset_failed(unit: &str, state: Option<&UnitState>) -> Option<Step> {
+    state.filter(|u| u.active == "failed").map(|_| {
+        run(&["systemctl", "reset-failed", unit], "the unit failed before; clear its start limit")
+    })
+}
+
 fn unit(unit: &str, action: UnitAction, why: &str) -> Step {
     Step::Unit(UnitStep { unit: unit.into(), action, why: why.into() })
 }
@@ -116,6 +124,7 @@ fn haproxy(host: &str, facts: &HostFacts, config: &NodeFile) -> Vec<Step> {
         steps.push(unit(HAPROXY_UNIT, UnitAction::Enable, "haproxy must start at boot"));
     }
     if !state.is_some_and(|u| u.is_active()) {
+        steps.extend(reset_failed(HAPROXY_UNIT, state));
         steps.push(unit(HAPROXY_UNIT, UnitAction::Start, "haproxy is not running"));
     } else if reload {
         steps.push(run(
@@ -178,6 +187,7 @@ fn keepalived<'a>(
         steps.push(unit(KEEPALIVED_UNIT, UnitAction::Enable, "keepalived must start at boot"));
     }
     if !state.is_some_and(|u| u.is_active()) {
+        steps.extend(reset_failed(KEEPALIVED_UNIT, state));
         steps.push(unit(KEEPALIVED_UNIT, UnitAction::Start, "keepalived is not running"));
     } else if restart {
         steps.push(unit(

@@ -108,6 +108,7 @@ fn a_stopped_haproxy_is_started_and_a_disabled_one_enabled_without_touching_file
         labels(&plan, Phase::LoadBalancer, "cp3"),
         [
             "systemctl enable haproxy.service",
+            "systemctl reset-failed haproxy.service",
             "systemctl start haproxy.service",
             "wait: haproxy is active and listening on 10.88.0.100:6443",
         ]

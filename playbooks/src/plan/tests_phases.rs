@@ -173,7 +173,9 @@ fn apply_step(
         Step::Run(r) => {
             let argv: Vec<&str> = r.argv.iter().map(String::as_str).collect();
             match argv.as_slice() {
-                ["haproxy", "-c", ..] | ["systemctl", "reload", _] => {}
+                ["haproxy", "-c", ..]
+                | ["systemctl", "reload", _]
+                | ["systemctl", "reset-failed", _] => {}
                 ["rm", "-f", "--", path] => {
                     f.files.remove(*path);
                 }
