@@ -166,15 +166,28 @@ pub(crate) fn install(
             steps.push(start_no_block("a new cluster: every member starts together"));
             started = true;
         }
-    } else if m.listed.is_some() && m.has_data {
-        let env_absent = facts.files.get(unit::BOOTSTRAP_ENV).and_then(|f| f.sha256()).is_none();
-        if env_absent {
-            // etcd ignores it now that it has data; the unit needs it to exist.
+    } else if let Some(listed) = m.listed {
+        if m.has_data {
+            let env_absent =
+                facts.files.get(unit::BOOTSTRAP_ENV).and_then(|f| f.sha256()).is_none();
+            if env_absent {
+                // etcd ignores it now that it has data; the unit needs it to exist.
+                let initial_cluster = listed_initial_cluster(input, current);
+                steps.extend(bootstrap_file(input, m, &initial_cluster, InitialState::Existing));
+            }
+            if !m.active {
+                steps.push(start_no_block("a member of the cluster is not running"));
+                started = true;
+            }
+        } else if !listed.is_learner && !m.active {
+            // A voter that never started: a member of a bootstrap that was interrupted (etcd
+            // names those from the initial cluster: it joins with state `new` and the same
+            // members and token), or one added as a voter by hand (no name yet: `existing`).
+            let state =
+                if listed.name.is_empty() { InitialState::Existing } else { InitialState::New };
             let initial_cluster = listed_initial_cluster(input, current);
-            steps.extend(bootstrap_file(input, m, &initial_cluster, InitialState::Existing));
-        }
-        if !m.active {
-            steps.push(start_no_block("a member of the cluster is not running"));
+            steps.extend(bootstrap_file(input, m, &initial_cluster, state));
+            steps.push(start_no_block("a voting member that has never started"));
             started = true;
         }
     }

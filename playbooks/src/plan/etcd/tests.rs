@@ -220,7 +220,11 @@ impl Sim {
             .expect("the initial cluster names the member itself")
             .to_string();
         if state == "new" {
-            if !self.members.iter().any(|m| m.peer_urls[0] == mine) {
+            if let Some(m) = self.members.iter_mut().find(|m| m.peer_urls[0] == mine) {
+                // A bootstrap member that starts late.
+                assert!(!m.is_learner);
+                m.healthy = true;
+            } else {
                 self.next_id += 1;
                 self.members.push(CurrentMember {
                     name: host.into(),
@@ -623,4 +627,24 @@ fn reissued_etcd_certificates_restart_members_one_at_a_time_when_pki_runs_too() 
             "cp1: etcd: wait until cp1,cp2,cp3 are healthy (up to 120 s)",
         ]
     );
+}
+
+#[test]
+fn an_interrupted_bootstrap_starts_the_member_that_never_ran() {
+    let c = stacked(3);
+    let t = tree(&c);
+    let mut sim = Sim::new(fresh(&c, &t));
+    sim.converge(&c, &t);
+    // cp3 never started: etcd lists it (named from the initial cluster) but it has no data.
+    sim.members.iter_mut().find(|m| m.name == "cp3").unwrap().healthy = false;
+    let f = sim.host("cp3");
+    f.paths_exist.insert(unit::MEMBER_DIR.into(), false);
+    f.units.get_mut("etcd.service").unwrap().active = "failed".into();
+    let phase = plan_etcd(&c, &t, &sim.facts, &sim.observed()).unwrap();
+    let on_cp3: Vec<String> = phase.hosts["cp3"].iter().map(Step::label).collect();
+    assert_eq!(on_cp3, ["systemctl start --no-block etcd.service"]);
+    assert_eq!(phase.sequence.len(), 1, "a gate follows the start");
+    assert_eq!(sim.converge(&c, &t), 1);
+    assert_eq!(sim.bootstrap_env("cp3").1, "new");
+    assert!(sim.members.iter().all(|m| m.healthy));
 }
