@@ -185,7 +185,19 @@ pub(crate) fn plan_phase(
         }
         return Ok(phase);
     }
-    let membership = etcd_membership::plan_membership(current, &desired)?;
+    let membership = match etcd_membership::plan_membership(current, &desired) {
+        Ok(steps) => steps,
+        // Without quorum no membership changes; but when every unhealthy voter is a member
+        // this plan starts (stopped, or never started), starting them is the way back.
+        Err(MembershipError::NoQuorum { .. })
+            if current.iter().filter(|c| !c.is_learner && !c.healthy).all(|c| {
+                member_hosts.iter().any(|m| !m.active && m.listed.is_some_and(|l| l.id == c.id))
+            }) =>
+        {
+            Vec::new()
+        }
+        Err(e) => return Err(e.into()),
+    };
 
     let mut phase = EtcdPhase::default();
     let mut installs = Vec::new();

@@ -648,3 +648,25 @@ fn an_interrupted_bootstrap_starts_the_member_that_never_ran() {
     assert_eq!(sim.bootstrap_env("cp3").1, "new");
     assert!(sim.members.iter().all(|m| m.healthy));
 }
+
+#[test]
+fn stopped_members_without_quorum_are_started_rather_than_refused() {
+    let c = stacked(3);
+    let t = tree(&c);
+    let mut sim = Sim::new(fresh(&c, &t));
+    sim.converge(&c, &t);
+    for h in ["cp2", "cp3"] {
+        sim.members.iter_mut().find(|m| m.name == h).unwrap().healthy = false;
+        sim.host(h).units.get_mut("etcd.service").unwrap().active = "inactive".into();
+    }
+    let phase = plan_etcd(&c, &t, &sim.facts, &sim.observed()).unwrap();
+    assert_eq!(phase.hosts.keys().collect::<Vec<_>>(), ["cp2", "cp3"]);
+    assert_eq!(sim.converge(&c, &t), 1);
+    assert!(sim.members.iter().all(|m| m.healthy));
+    // A member kubeforge cannot start (its host unreachable) keeps the refusal.
+    sim.members.iter_mut().for_each(|m| m.healthy = m.name == "cp1");
+    sim.host("cp2").units.get_mut("etcd.service").unwrap().active = "inactive".into();
+    sim.facts.insert("cp3".into(), Err("no route to host".into()));
+    let err = plan_etcd(&c, &t, &sim.facts, &sim.observed()).unwrap_err();
+    assert!(err.to_string().contains("etcd has no quorum"), "{err}");
+}
