@@ -1,5 +1,6 @@
-//! Every rendered Kubernetes API object (static pods, the backup CronJob) of every example and
-//! every supported minor is checked against the official OpenAPI schema of its version with
+//! Every rendered Kubernetes API object (static pods, the backup CronJob, each document of the
+//! add-on manifests) of every example and every supported minor is checked against the official
+//! OpenAPI schema of its version with
 //! PyPI's `kubernetes-validate --strict` (unknown fields rejected), offline. The venv comes from
 //! tests/tools/kubernetes-validate-venv.sh (tests/setup.sh runs it); if it cannot be made, the
 //! test says so loudly and skips. Component configs (KubeletConfiguration, EncryptionConfiguration,
@@ -13,7 +14,18 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// Kinds with an official schema; everything else we render must be one of `NO_SCHEMA`.
-const API_KINDS: [&str; 2] = ["Pod", "CronJob"];
+const API_KINDS: [&str; 10] = [
+    "Pod",
+    "CronJob",
+    "Namespace",
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ConfigMap",
+    "Deployment",
+    "DaemonSet",
+    "Service",
+];
 const NO_SCHEMA: [&str; 4] =
     ["KubeletConfiguration", "EncryptionConfiguration", "AuthenticationConfiguration", "Policy"];
 
@@ -31,6 +43,12 @@ fn validator() -> Option<PathBuf> {
 fn kind(text: &str) -> Option<String> {
     let value: serde_json::Value = serde_saphyr::from_str(text).ok()?;
     value.get("kind")?.as_str().map(String::from)
+}
+
+/// The documents of a YAML stream separated by `---` lines (our templates write no other
+/// document markers).
+fn documents(text: &str) -> Vec<&str> {
+    text.split("\n---\n").filter(|d| !d.trim().is_empty()).collect()
 }
 
 fn validate(tool: &PathBuf, version: &str, files: &[PathBuf]) -> (bool, String) {
@@ -58,6 +76,7 @@ fn every_rendered_object_matches_the_official_schema() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut checked = 0;
+    let mut kinds = std::collections::BTreeSet::new();
     for example in support::EXAMPLES {
         for minor in 31..=34 {
             let mut cluster = support::example(example);
@@ -70,18 +89,31 @@ fn every_rendered_object_matches_the_official_schema() {
             for (host, host_files) in &tree.hosts {
                 for (path, file) in host_files.iter().filter(|(p, _)| p.ends_with(".yaml")) {
                     let text = std::str::from_utf8(&file.contents).unwrap();
-                    let Some(kind) = kind(text) else { continue };
-                    if NO_SCHEMA.contains(&kind.as_str()) {
-                        continue;
+                    // Add-on manifests hold several documents: each is checked on its own.
+                    for (index, doc) in documents(text).into_iter().enumerate() {
+                        let Some(kind) = kind(doc) else {
+                            assert!(
+                                !path.contains("/addons/"),
+                                "{host}{path}: document {index} has no kind"
+                            );
+                            continue;
+                        };
+                        if NO_SCHEMA.contains(&kind.as_str()) {
+                            continue;
+                        }
+                        assert!(
+                            API_KINDS.contains(&kind.as_str()),
+                            "{host}{path}: unexpected kind {kind}"
+                        );
+                        kinds.insert(kind);
+                        let name = format!(
+                            "{example}-{minor}-{host}-{}-{index}.yaml",
+                            path.replace('/', "_")
+                        );
+                        let target = dir.path().join(name);
+                        std::fs::write(&target, doc).unwrap();
+                        files.push(target);
                     }
-                    assert!(
-                        API_KINDS.contains(&kind.as_str()),
-                        "{host}{path}: unexpected kind {kind}"
-                    );
-                    let name = format!("{example}-{minor}-{host}-{}", path.replace('/', "_"));
-                    let target = dir.path().join(name);
-                    std::fs::write(&target, text).unwrap();
-                    files.push(target);
                 }
             }
             checked += files.len();
@@ -90,6 +122,10 @@ fn every_rendered_object_matches_the_official_schema() {
         }
     }
     assert!(checked > 0);
+    // Every kind the add-ons use was seen, so none slipped through unchecked.
+    for kind in API_KINDS {
+        assert!(kinds.contains(kind), "no rendered {kind} was checked");
+    }
     // The check can fail: an unknown field and a mistyped port are refused in strict mode.
     let bad = dir.path().join("bad.yaml");
     let pod = support::text(
@@ -101,4 +137,16 @@ fn every_rendered_object_matches_the_official_schema() {
     std::fs::write(&bad, pod).unwrap();
     let (ok, out) = validate(&tool, "1.33.0", &[bad]);
     assert!(!ok, "strict validation accepted an unknown field:\n{out}");
+    // And an add-on document with a misspelled field is refused too.
+    let bad_addon = dir.path().join("bad-addon.yaml");
+    let addons = support::render_configs(&support::example("stacked"));
+    let proxy = support::text(&addons, "cp1", "/etc/kubernetes/addons/kube-proxy.yaml");
+    let daemon_set = documents(proxy)
+        .into_iter()
+        .find(|d| kind(d).as_deref() == Some("DaemonSet"))
+        .unwrap()
+        .replace("hostNetwork: true", "hostNetwrk: true");
+    std::fs::write(&bad_addon, daemon_set).unwrap();
+    let (ok, out) = validate(&tool, "1.33.0", &[bad_addon]);
+    assert!(!ok, "strict validation accepted a misspelled DaemonSet field:\n{out}");
 }
