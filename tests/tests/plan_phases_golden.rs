@@ -1,0 +1,170 @@
+//! Golden plan output of the loadbalancer, control-plane, workers and addons phases for the
+//! `stacked` and `external` examples on Debian machines that have been through the earlier
+//! phases (haproxy and keepalived from the distribution, nothing of Kubernetes yet), with an
+//! artifact inventory holding every Kubernetes binary and image archive. The later phases
+//! cannot run in the lab, so this pins what `plan` shows of them, step by step.
+//! After an intended change: `KUBEFORGE_BLESS=1 cargo test -p kubeforge-tests --test
+//! plan_phases_golden`, and review the diff.
+
+#[path = "render_support.rs"]
+mod render_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use kubeforge_playbooks::facts::{Binary, FileState, HostFacts, OsRelease, UnitState};
+use kubeforge_playbooks::model::Cluster;
+use kubeforge_playbooks::plan::{
+    self, ArtifactInventory, HostProbe, LocalArtifact, Observed, Phase, PhaseSelection, PlanInput,
+};
+use kubeforge_playbooks::render::{self, RenderError, RenderInput, RenderTree};
+use render_support::{example, repo_root, secrets};
+
+const PHASES: [Phase; 4] =
+    [Phase::LoadBalancer, Phase::ControlPlane, Phase::Workers, Phase::Addons];
+
+/// The full render tree; PKI files hold placeholders (their bytes are never shown in a plan,
+/// and real keys would make sizes vary).
+fn tree(cluster: &Cluster) -> RenderTree {
+    let secrets = secrets();
+    let mut store = kubeforge_pki::Store::new();
+    for ca_key in ["ca.key", "front-proxy-ca.key", "etcd/ca.key"] {
+        store.insert(ca_key.into(), b"placeholder\n".to_vec());
+    }
+    let probe = RenderInput { cluster, pki: &store, secrets: &secrets };
+    if let Err(RenderError::Pki(e)) = render::pki::add_files(probe, &mut RenderTree::default()) {
+        for rel in e.missing {
+            store.insert(rel, b"placeholder\n".to_vec());
+        }
+    }
+    render::render(RenderInput { cluster, pki: &store, secrets: &secrets }).unwrap()
+}
+
+/// A Debian 12 machine after the os, runtime, pki and etcd phases: every PKI file in place,
+/// haproxy running the distribution's config, keepalived enabled but idle, no kubelet.
+fn facts(tree: &RenderTree, host: &str) -> HostFacts {
+    let unit =
+        |active: &str, enabled: &str| UnitState { active: active.into(), enabled: enabled.into() };
+    let present = |bytes: &[u8], mode: u32| FileState::Present {
+        sha256: sha256_hex(bytes),
+        mode: Some(mode),
+        owner: Some("root".into()),
+        group: Some("root".into()),
+        contents: Some(bytes.to_vec()),
+    };
+    let mut files = BTreeMap::new();
+    for (path, file) in &tree.hosts[host] {
+        if path.contains("/pki/") || path.ends_with(".conf") && path.starts_with("/etc/kubernetes/")
+        {
+            files.insert(path.clone(), present(&file.contents, file.mode));
+        }
+    }
+    files.insert(
+        "/etc/haproxy/haproxy.cfg".into(),
+        present(b"global\n\tlog /dev/log local0\n\ndefaults\n\tlog global\n\tmode http\n", 0o644),
+    );
+    HostFacts {
+        os: OsRelease {
+            id: "debian".into(),
+            version_id: "12".into(),
+            pretty_name: "Debian GNU/Linux 12 (bookworm)".into(),
+        },
+        arch: "x86_64".into(),
+        kernel: "6.1.0-18-amd64".into(),
+        cpus: 2,
+        memory_kib: 4_000_000,
+        swaps: vec![],
+        hostname: host.into(),
+        filesystems: BTreeSet::from(["overlay".to_string()]),
+        clock_offset_ms: 0,
+        listening_ports: BTreeSet::from([22]),
+        units: BTreeMap::from([
+            ("containerd.service".into(), unit("active", "enabled")),
+            ("haproxy.service".into(), unit("active", "enabled")),
+            ("keepalived.service".into(), unit("inactive", "enabled")),
+            ("kubelet.service".into(), unit("inactive", "not-found")),
+        ]),
+        binaries: BTreeMap::from([("kubelet".into(), Binary { path: None, version: None })]),
+        files,
+        paths_exist: BTreeMap::new(),
+        sysctls: BTreeMap::new(),
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn inventory() -> ArtifactInventory {
+    let keys = [
+        "kubelet",
+        "kubectl",
+        "crictl",
+        "cni:bridge",
+        "cni:host-local",
+        "cni:loopback",
+        "cni:portmap",
+        "image:pause",
+        "image:kube-apiserver",
+        "image:kube-controller-manager",
+        "image:kube-scheduler",
+        "image:kube-proxy",
+        "image:coredns",
+    ];
+    keys.iter()
+        .map(|k| {
+            let path = format!("/artifacts/{}", k.replace(':', "/"));
+            (k.to_string(), LocalArtifact { path, sha256: sha256_hex(k.as_bytes()) })
+        })
+        .collect()
+}
+
+fn check(name: &str, actual: &str) {
+    let path: PathBuf = repo_root().join("tests/golden/plan").join(name);
+    if std::env::var_os("KUBEFORGE_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    if expected != actual {
+        panic!(
+            "{} differs from the plan:\n{}\n\nIf the change is intended: KUBEFORGE_BLESS=1 cargo test -p kubeforge-tests --test plan_phases_golden",
+            path.display(),
+            kubeforge_playbooks::diff::unified_diff(&expected, actual, "golden", "actual")
+        );
+    }
+}
+
+fn golden(example_name: &str) {
+    let cluster = example(example_name);
+    let tree = tree(&cluster);
+    let facts: BTreeMap<String, HostProbe> =
+        cluster.hosts.iter().map(|h| (h.name.clone(), Ok(facts(&tree, &h.name)))).collect();
+    let skip: Vec<Phase> = Phase::ALL.into_iter().filter(|p| !PHASES.contains(p)).collect();
+    let selection = PhaseSelection::new(None, &skip);
+    let artifacts = inventory();
+    let input = PlanInput {
+        cluster: &cluster,
+        tree: &tree,
+        facts: &facts,
+        artifacts: &artifacts,
+        selection: &selection,
+        observed: &Observed::default(),
+    };
+    let plan = plan::plan(input).unwrap();
+    assert!(plan.blocked.is_empty(), "{:?}", plan.blocked);
+    let text = plan::render_text(&plan);
+    assert!(!text.contains("placeholder") && !text.contains("auth_pass"), "{text}");
+    check(&format!("later-phases-{example_name}.txt"), &text);
+}
+
+#[test]
+fn later_phases_of_the_stacked_example_match_golden() {
+    golden("stacked");
+}
+
+#[test]
+fn later_phases_of_the_external_example_match_golden() {
+    golden("external");
+}
