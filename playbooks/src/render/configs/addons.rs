@@ -43,16 +43,26 @@ pub(super) fn add(ctx: Ctx<'_>, out: &mut HostOut<'_>) -> Result<(), ConfigRende
     if !out.host.is_control_plane() {
         return Ok(());
     }
+    out.render(COREDNS, 0o600, false, &coredns(ctx))?;
+    out.render(KUBE_PROXY, 0o600, false, &kube_proxy(ctx)?)?;
+    cni(ctx, out)
+}
+
+fn coredns(ctx: Ctx<'_>) -> CoreDns {
     let cluster = ctx.cluster();
-    let coredns = CoreDns {
+    CoreDns {
         image: coredns_image(ctx.release.coredns),
         replicas: COREDNS_REPLICAS,
         cluster_domain: cluster.network.cluster_domain.clone(),
+        // The kubelets' clusterDNS: the same helper, so the two cannot drift apart.
         cluster_ip: cluster.network.dns_service_ip().to_string(),
         run_as_user: COREDNS_USER,
-    };
-    out.render(COREDNS, 0o600, false, &coredns)?;
-    let kube_proxy = KubeProxy {
+    }
+}
+
+fn kube_proxy(ctx: Ctx<'_>) -> Result<KubeProxy, ConfigRenderError> {
+    let cluster = ctx.cluster();
+    Ok(KubeProxy {
         image: kube_proxy_image(ctx.version()),
         cluster_cidr: cluster.network.pod_subnet.to_string(),
         mode: KUBE_PROXY_MODE.to_string(),
@@ -65,13 +75,19 @@ pub(super) fn add(ctx: Ctx<'_>, out: &mut HostOut<'_>) -> Result<(), ConfigRende
                 control_plane_operator: s.nodes.operator().map(String::from),
             })
             .collect(),
-    };
-    out.render(KUBE_PROXY, 0o600, false, &kube_proxy)?;
-    let pod_subnet = &cluster.network.pod_subnet;
+    })
+}
+
+/// The CNI, the one add-on meant to be swappable: another CNI is another template + context
+/// rendered here instead (its images pinned in [`PINNED_IMAGES`]); nothing else refers to
+/// flannel except the pod subnet it is given.
+fn cni(ctx: Ctx<'_>, out: &mut HostOut<'_>) -> Result<(), ConfigRenderError> {
+    let pod_subnet = &ctx.cluster().network.pod_subnet;
     let flannel = Flannel {
         flannel_image: pinned("flannel")?,
         cni_plugin_image: pinned("flannel-cni-plugin")?,
         pod_subnet: pod_subnet.to_string(),
+        // IPv6 pod subnets use flannel's IPv6-only keys (EnableIPv4 false, IPv6Network).
         ipv6: pod_subnet.network.is_ipv6(),
         cni_bin_dir: CNI_BIN_DIR.to_string(),
         cni_conf_dir: CNI_CONF_DIR.to_string(),
@@ -350,6 +366,50 @@ mod tests {
         let image = &object(&docs, "Deployment", "coredns")["spec"]["template"]["spec"]["containers"]
             [0]["image"];
         assert_eq!(image, "registry.k8s.io/coredns/coredns:v1.12.1");
+    }
+
+    /// CIS 1.12 section 5 items that can be judged from the manifests: no wildcard RBAC and no
+    /// access to Secrets (5.1.2, 5.1.3), dedicated service accounts (5.1.5), nothing in the
+    /// `default` namespace (5.7.4), and every pod either privileged as upstream requires
+    /// (kube-proxy only, 5.2.2) or confined: RuntimeDefault seccomp (5.7.2), no privilege
+    /// escalation where it is not needed.
+    #[test]
+    fn section_5_policies_hold() {
+        let tree = render(&stacked());
+        let mut privileged = Vec::new();
+        for path in [COREDNS, KUBE_PROXY, CNI_FLANNEL] {
+            for doc in documents(&tree, "cp1", path) {
+                let kind = doc["kind"].as_str().unwrap().to_string();
+                let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+                assert_ne!(doc["metadata"]["namespace"], "default", "{kind} {name}");
+                for rule in doc["rules"].as_array().into_iter().flatten() {
+                    for field in ["apiGroups", "resources", "verbs"] {
+                        let values = rule[field].as_array().unwrap();
+                        assert!(!values.contains(&Value::from("*")), "{kind} {name}: {rule}");
+                    }
+                    assert!(
+                        !rule["resources"].as_array().unwrap().contains(&Value::from("secrets"))
+                    );
+                }
+                if !matches!(kind.as_str(), "Deployment" | "DaemonSet") {
+                    continue;
+                }
+                let pod = &doc["spec"]["template"]["spec"];
+                let account = pod["serviceAccountName"].as_str().unwrap();
+                assert!(!account.is_empty() && account != "default", "{kind} {name}");
+                for container in pod["containers"].as_array().unwrap() {
+                    if container["securityContext"]["privileged"] == true {
+                        privileged.push(name.clone());
+                    } else {
+                        assert_eq!(
+                            pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+                            "{kind} {name}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(privileged, ["kube-proxy"]);
     }
 
     #[test]
