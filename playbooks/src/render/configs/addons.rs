@@ -29,7 +29,10 @@ pub const PINNED_IMAGES: [(&str, &str); 2] = [
 ];
 
 const REGISTRY: &str = "registry.k8s.io";
-/// The uid/gid of the distroless `nonroot` user CoreDNS's image runs as.
+/// The uid/gid CoreDNS runs as: distroless's `nonroot`. Set numerically because the kubelet
+/// cannot check `runAsNonRoot` against a named image user; port 53 is reachable without root
+/// through the pod's `net.ipv4.ip_unprivileged_port_start=53` (a safe, namespaced sysctl), since
+/// `allowPrivilegeEscalation: false` keeps file capabilities from working.
 const COREDNS_USER: u32 = 65532;
 const COREDNS_REPLICAS: u32 = 2;
 /// CIS 4.3.1: kube-proxy's metrics only on loopback.
