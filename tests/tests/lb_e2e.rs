@@ -207,6 +207,21 @@ fn haproxy_on_every_control_plane_vip_on_one_and_it_moves_when_its_holder_powers
     assert_no_changes(d, &phases);
     let replan_took = replan_started.elapsed();
 
+    // A hand-edited haproxy.cfg is put back and haproxy reloaded, not restarted: its main
+    // (master) process stays the same.
+    let edited = cps[1];
+    let main_pid = |m: &Machine| ssh_ok(m, "systemctl show -p MainPID --value haproxy.service");
+    let pid_before = main_pid(edited);
+    ssh_ok(edited, "sed -i 's/retries 3/retries 5/' /etc/haproxy/haproxy.cfg");
+    let plan = ok(d, &with(&["plan"], &phases));
+    let shown = String::from_utf8_lossy(&plan.stdout);
+    assert!(shown.contains("-    retries 5\n"), "{shown}");
+    assert!(shown.contains("systemctl reload haproxy.service"), "{shown}");
+    ok(d, &with(&["apply", "--yes"], &phases));
+    assert_eq!(main_pid(edited), pid_before, "haproxy on {} was restarted", edited.host);
+    assert!(ssh_ok(edited, "cat /etc/haproxy/haproxy.cfg").contains("    retries 3\n"));
+    assert_no_changes(d, &phases);
+
     // Fault: power the holder off and time the VIP's move to a survivor.
     let survivors: Vec<&Machine> = cps.iter().copied().filter(|m| m.host != holder).collect();
     let stop_started = Instant::now();
