@@ -126,6 +126,25 @@ fn every_rendered_object_matches_the_official_schema() {
     for kind in API_KINDS {
         assert!(kinds.contains(kind), "no rendered {kind} was checked");
     }
+    // node-local with an endpoint port other than the apiserver's splits kube-proxy in two
+    // DaemonSets with node affinity; the examples do not reach that shape, so check it here.
+    let mut split = support::example("node-local");
+    let first = split.hosts[0].address;
+    split.control_plane_endpoint = Some(kubeforge_playbooks::model::Endpoint::ip(first, 8443));
+    let tree = support::render_configs(&split);
+    let proxy = support::text(&tree, "cp1", "/etc/kubernetes/addons/kube-proxy.yaml");
+    let docs = documents(proxy);
+    let daemon_sets = docs.iter().filter(|d| kind(d).as_deref() == Some("DaemonSet")).count();
+    assert_eq!(daemon_sets, 2, "{proxy}");
+    let mut files = Vec::new();
+    for (index, doc) in docs.into_iter().enumerate() {
+        let target = dir.path().join(format!("split-kube-proxy-{index}.yaml"));
+        std::fs::write(&target, doc).unwrap();
+        files.push(target);
+    }
+    let (ok, out) = validate(&tool, "1.32.0", &files);
+    assert!(ok, "node-local split kube-proxy: schema violations:\n{out}");
+
     // The check can fail: an unknown field and a mistyped port are refused in strict mode.
     let bad = dir.path().join("bad.yaml");
     let pod = support::text(
