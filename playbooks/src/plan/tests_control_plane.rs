@@ -170,17 +170,24 @@ fn addons_are_applied_once_from_the_first_control_plane_before_their_record_is_w
     let plan = later_plan(&cluster, &tree, &facts);
     let cp1: Vec<String> =
         labels(&plan, Phase::Addons, "cp1").into_iter().filter(|l| !l.contains("image")).collect();
-    assert_eq!(
-        cp1,
-        [
-            "create /var/lib/kubeforge/addons-staging/etcd-backup.yaml",
-            "/usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf apply --server-side \
-             --field-manager=kubeforge --force-conflicts -f /var/lib/kubeforge/addons-staging",
-            "create /etc/kubernetes/addons/etcd-backup.yaml",
-            "rm -rf -- /var/lib/kubeforge/addons-staging",
-            "wait: every node is Ready (cp1, cp2, cp3, worker1, worker2)",
-        ]
+    // Every manifest of the tree (the CNI, CoreDNS, kube-proxy, the backup CronJob), staged,
+    // applied in one call, then recorded.
+    let names: Vec<&str> = tree.hosts["cp1"]
+        .keys()
+        .filter_map(|p| p.strip_prefix("/etc/kubernetes/addons/"))
+        .collect();
+    assert!(names.contains(&"etcd-backup.yaml"), "{names:?}");
+    let mut expected: Vec<String> =
+        names.iter().map(|n| format!("create /var/lib/kubeforge/addons-staging/{n}")).collect();
+    expected.push(
+        "/usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf apply --server-side \
+         --field-manager=kubeforge --force-conflicts -f /var/lib/kubeforge/addons-staging"
+            .into(),
     );
+    expected.extend(names.iter().map(|n| format!("create /etc/kubernetes/addons/{n}")));
+    expected.push("rm -rf -- /var/lib/kubeforge/addons-staging".into());
+    expected.push("wait: every node is Ready (cp1, cp2, cp3, worker1, worker2)".into());
+    assert_eq!(cp1, expected);
     let gate = steps(&plan, Phase::Addons, "cp1").last().cloned();
     let Some(Step::Gate(gate)) = gate else { panic!("gate last") };
     assert_eq!(
@@ -191,7 +198,9 @@ fn addons_are_applied_once_from_the_first_control_plane_before_their_record_is_w
     // The other control planes keep a copy and apply nothing.
     let cp2: Vec<String> =
         labels(&plan, Phase::Addons, "cp2").into_iter().filter(|l| !l.contains("image")).collect();
-    assert_eq!(cp2, ["create /etc/kubernetes/addons/etcd-backup.yaml"]);
+    let records: Vec<String> =
+        names.iter().map(|n| format!("create /etc/kubernetes/addons/{n}")).collect();
+    assert_eq!(cp2, records);
 
     // cp1 unreachable: cp2 applies instead.
     let mut without_cp1 = facts.clone();
