@@ -128,9 +128,18 @@ fn host_checks(input: PlanInput<'_>, host: &Host, facts: &HostFacts) -> Vec<Prob
             ));
         }
     }
-    for (port, what, owner) in ports_for(input, host) {
-        let owner_active = facts.units.get(owner).is_some_and(|u| u.is_active());
-        if facts.listening_ports.contains(&port) && !owner_active {
+    let ports = ports_for(input, host);
+    // A port can have two owners: with the endpoint on 6443, haproxy binds the VIP's 6443 and
+    // the kube-apiserver the host address's 6443.
+    let held_by_owner = |port: u16| {
+        ports
+            .iter()
+            .filter(|(p, _, _)| *p == port)
+            .any(|(_, _, owner)| facts.units.get(*owner).is_some_and(|u| u.is_active()))
+    };
+    let mut reported = std::collections::BTreeSet::new();
+    for &(port, what, owner) in &ports {
+        if facts.listening_ports.contains(&port) && !held_by_owner(port) && reported.insert(port) {
             problems.push(problem(
                 "ports",
                 format!("port {port} ({what}) is already in use, and not by {owner}"),
@@ -159,7 +168,7 @@ fn ports_for(input: PlanInput<'_>, host: &Host) -> Vec<(u16, &'static str, &'sta
     if host.runs_kubelet() {
         ports.push((10250, "kubelet", "kubelet.service"));
     }
-    let lb_port = cluster.control_plane_endpoint.as_ref().map(|e| e.port).filter(|p| *p != 6443);
+    let lb_port = cluster.control_plane_endpoint.as_ref().map(|e| e.port);
     let runs_haproxy = match cluster.load_balancer.mode {
         LoadBalancerMode::KeepalivedHaproxy => host.is_control_plane(),
         LoadBalancerMode::NodeLocal => !host.is_control_plane() && host.runs_kubelet(),
