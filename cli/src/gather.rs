@@ -24,6 +24,10 @@ pub struct GatherTarget {
 pub struct Gathered {
     pub facts: BTreeMap<String, HostProbe>,
     pub transports: BTreeMap<String, Arc<dyn Transport>>,
+    /// Hosts whose host key was refused (changed, revoked, or unknown under strict): `apply`
+    /// changes nothing anywhere while one is listed, since the spec may be pointing at the
+    /// wrong machines.
+    pub host_key_refused: BTreeMap<String, String>,
 }
 
 fn now_ns() -> i128 {
@@ -65,10 +69,13 @@ pub async fn gather(
             let _permit = semaphore.acquire_owned().await;
             let host = target.host.clone();
             match connector.connect(&target).await {
-                Err(e) => (host, Err(e.to_string()), None),
+                Err(e) => {
+                    let refused = e.is_host_key_refusal();
+                    (host, Err(e.to_string()), None, refused)
+                }
                 Ok(transport) => {
                     let facts = probe(transport.as_ref(), &request).await;
-                    (host, facts, Some(transport))
+                    (host, facts, Some(transport), false)
                 }
             }
         });
@@ -76,9 +83,12 @@ pub async fn gather(
     let mut gathered = Gathered::default();
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((host, facts, transport)) => {
+            Ok((host, facts, transport, refused)) => {
                 if let Some(t) = transport {
                     gathered.transports.insert(host.clone(), t);
+                }
+                if let (true, Err(reason)) = (refused, &facts) {
+                    gathered.host_key_refused.insert(host.clone(), reason.clone());
                 }
                 gathered.facts.insert(host, facts);
             }

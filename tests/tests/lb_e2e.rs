@@ -3,8 +3,8 @@
 //! the VIP on exactly one, a re-plan says "No changes."; powering the VIP holder off moves the
 //! VIP to exactly one other control plane (the time it took is printed), and powering it on and
 //! applying again converges. A second test swaps two hosts' addresses in the spec and expects
-//! host-key verification (strict, with the lab's known_hosts) to refuse before anything changes;
-//! it is ignored until host keys are bound to host names (today a swapped spec is applied).
+//! host-key verification (strict, with the lab's known_hosts, whose keys are bound to host names)
+//! to refuse before anything changes.
 //!
 //! Needs root and the lab's tools; runs only with KUBEFORGE_E2E=1 and prints why it skipped
 //! otherwise. The etcd phase is skipped while this kubeforge reports it as not built. The binary
@@ -272,8 +272,6 @@ fn haproxy_on_every_control_plane_vip_on_one_and_it_moves_when_its_holder_powers
 }
 
 #[test]
-#[ignore = "host keys are looked up by address only, and the lab's known_hosts names addresses \
-            only, so a swap is not detected yet; run with --ignored once both bind host names"]
 fn a_spec_with_two_hosts_addresses_swapped_is_refused_before_anything_changes() {
     if !enabled() {
         return;

@@ -56,7 +56,9 @@ async fn strict_refuses_unknown_and_accept_new_records_in_openssh_format() {
         .unwrap();
     assert!(t.run(&RemoteCommand::new(["true"])).await.unwrap().success());
     let recorded = std::fs::read_to_string(&kh).unwrap();
-    assert_eq!(recorded, format!("[127.0.0.1]:{} {}\n", sshd.port(), sshd.host_public_key()));
+    let port = sshd.port();
+    // Bound to the spec's host name as well as the address.
+    assert_eq!(recorded, format!("cp1,[127.0.0.1]:{port} {}\n", sshd.host_public_key()));
 
     // Now strict accepts it, and so does OpenSSH's own client with StrictHostKeyChecking=yes.
     SshConnector::new(ConnectOptions::default())
@@ -128,4 +130,40 @@ async fn a_changed_host_key_is_refused_even_under_accept_new() {
     }
     assert_eq!(std::fs::read_to_string(&kh).unwrap(), before, "known_hosts untouched");
     assert!(!second.log().contains("Accepted publickey"), "we never authenticated to the impostor");
+}
+
+/// Two machines, each known under its spec name; a spec that swaps their addresses reaches each
+/// address's own (known) key, and is refused on the name before anything runs.
+#[tokio::test]
+async fn a_spec_with_swapped_addresses_is_refused_by_the_name_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(&dir.path().join("id"), "ed25519");
+    let (one, two) = (start(&key, None), start(&key, None));
+    let kh = dir.path().join("known_hosts");
+    let named = |name: &str, sshd: &Sshd| SshTarget {
+        host: name.into(),
+        ..target(sshd, &key, &kh, HostKeyPolicy::AcceptNew)
+    };
+    let connector = SshConnector::new(ConnectOptions::default());
+    connector.connect_ssh(&named("cp1", &one)).await.unwrap();
+    connector.connect_ssh(&named("cp2", &two)).await.unwrap();
+    let before = std::fs::read_to_string(&kh).unwrap();
+    let logins = |sshd: &Sshd| sshd.log().matches("Accepted publickey").count();
+    let logins_before = logins(&two);
+
+    let err = SshConnector::new(ConnectOptions::default())
+        .connect_ssh(&named("cp1", &two))
+        .await
+        .unwrap_err();
+    let TransportError::HostKeyChanged(change) = &err else {
+        panic!("expected HostKeyChanged, got {err}")
+    };
+    assert_eq!((change.host.as_str(), change.known_hosts_name.as_str()), ("cp1", "cp1"));
+    assert_eq!(
+        (change.expected.as_str(), change.offered.as_str()),
+        (one.host_fingerprint().as_str(), two.host_fingerprint().as_str())
+    );
+    assert!(err.to_string().contains("another machine's address"), "{err}");
+    assert_eq!(std::fs::read_to_string(&kh).unwrap(), before, "known_hosts untouched");
+    assert_eq!(logins(&two), logins_before, "never authenticated to it as cp1");
 }

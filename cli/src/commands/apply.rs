@@ -30,6 +30,15 @@ async fn apply(global: &Global, args: Args) -> miette::Result<ExitCode> {
     let prepared = prepare(global, &args).await?;
     let plan = &prepared.plan;
     print_plan(global.output, plan)?;
+    if !prepared.host_key_refused.is_empty() {
+        let hosts: Vec<&str> = prepared.host_key_refused.keys().map(String::as_str).collect();
+        return Err(miette!(
+            help = "check that each host's address in the spec is right and that the machines \
+                    were not replaced; the reasons are listed in the plan above",
+            "host key verification failed for {}; nothing was changed on any host",
+            hosts.join(", ")
+        ));
+    }
     let unbuilt = plan.unbuilt_phases();
     if !unbuilt.is_empty() {
         let names: Vec<&str> = unbuilt.iter().map(|p| p.name()).collect();

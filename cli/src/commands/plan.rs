@@ -42,6 +42,8 @@ pub struct Prepared {
     pub state: StateDir,
     pub plan: Plan,
     pub transports: BTreeMap<String, Arc<dyn Transport>>,
+    /// Hosts whose host key was refused, with the reason (see `Gathered::host_key_refused`).
+    pub host_key_refused: BTreeMap<String, String>,
 }
 
 /// Spec → render tree → facts → Plan. Shared by `plan` and `apply`.
@@ -80,7 +82,13 @@ pub async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
         observed: &observed,
     };
     let plan = plan::plan(input).map_err(|e| miette!("{e}"))?;
-    Ok(Prepared { cluster, state, plan, transports: gathered.transports })
+    Ok(Prepared {
+        cluster,
+        state,
+        plan,
+        transports: gathered.transports,
+        host_key_refused: gathered.host_key_refused,
+    })
 }
 
 pub fn run(global: &Global, args: Args) -> miette::Result<ExitCode> {

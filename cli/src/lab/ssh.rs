@@ -19,11 +19,12 @@ pub fn make_lab_key(identity_file: &Path, lab: &str) -> Result<String, LabError>
     std::fs::read_to_string(&public).map_err(|e| LabError::io("read", public, e))
 }
 
-/// A known_hosts line for `address` from a public key line (`type base64 [comment]`).
-pub fn known_hosts_line(address: &str, public_key: &str) -> Option<String> {
+/// A known_hosts line binding the key to the machine's name and address (kubeforge checks both)
+/// from a public key line (`type base64 [comment]`).
+pub fn known_hosts_line(name: &str, address: &str, public_key: &str) -> Option<String> {
     let mut words = public_key.split_whitespace();
     let (kind, key) = (words.next()?, words.next()?);
-    Some(format!("{address} {kind} {key}\n"))
+    Some(format!("{name},{address} {kind} {key}\n"))
 }
 
 /// The `ssh` argv that runs `remote` on machine `m` as root with the lab key and known_hosts only.
@@ -168,10 +169,10 @@ mod tests {
     #[test]
     fn known_hosts_lines_drop_the_comment() {
         assert_eq!(
-            known_hosts_line("10.0.0.1", "ssh-ed25519 AAAAC3Nz root@cp1\n").as_deref(),
-            Some("10.0.0.1 ssh-ed25519 AAAAC3Nz\n")
+            known_hosts_line("cp1", "10.0.0.1", "ssh-ed25519 AAAAC3Nz root@cp1\n").as_deref(),
+            Some("cp1,10.0.0.1 ssh-ed25519 AAAAC3Nz\n")
         );
-        assert_eq!(known_hosts_line("10.0.0.1", "garbage"), None);
+        assert_eq!(known_hosts_line("cp1", "10.0.0.1", "garbage"), None);
     }
 
     #[test]

@@ -56,7 +56,8 @@ pub fn up(paths: &Paths, opts: &UpOptions) -> Result<LabState, LabError> {
     let mut known_hosts = String::new();
     for m in &lab.machines {
         let host_key = machine::create_root(&lab, m, &public_key)?;
-        known_hosts.push_str(&ssh::known_hosts_line(&m.address, &host_key).unwrap_or_default());
+        known_hosts
+            .push_str(&ssh::known_hosts_line(&m.host, &m.address, &host_key).unwrap_or_default());
     }
     sys::write_atomic(&lab.known_hosts, known_hosts.as_bytes(), 0o644)?;
 

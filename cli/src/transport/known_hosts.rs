@@ -195,6 +195,11 @@ impl KnownHosts {
 
     /// The host key check a connection makes: known → ok; unknown → recorded under accept-new,
     /// refused under strict; changed or revoked → always refused.
+    ///
+    /// Keys are bound to the spec's host name as well as to the address (an OpenSSH
+    /// `HostKeyAlias`: lines read `cp1,10.0.0.11 ssh-ed25519 …`). Checking the address alone
+    /// would accept a spec whose hosts' addresses were swapped, since every address still
+    /// answers with its own known key; the name check refuses it before anything is changed.
     pub fn verify(
         &self,
         host: &str,
@@ -204,13 +209,37 @@ impl KnownHosts {
         policy: HostKeyPolicy,
     ) -> Result<(), TransportError> {
         let name = known_hosts_name(address, port);
-        match self.lookup(&name, key)? {
+        // Like OpenSSH's HostKeyAlias: the bare name, whatever the port.
+        let alias = host.to_string();
+        let alias_lookup = if alias == name { None } else { Some(self.lookup(&alias, key)?) };
+        let address_lookup = self.lookup(&name, key)?;
+        // A changed key at the address is reported as such (a reinstalled machine); a key that
+        // only the name contradicts means the spec gives this host another machine's address.
+        for (found, under) in [(Some(&address_lookup), &name), (alias_lookup.as_ref(), &alias)] {
+            match found {
+                Some(Lookup::Changed { line, expected }) => {
+                    return Err(self.changed(host, under, key, *line, expected));
+                }
+                Some(Lookup::Revoked { line }) => return Err(self.revoked(host, key, *line)),
+                _ => {}
+            }
+        }
+        let alias_unknown = matches!(alias_lookup, Some(Lookup::Unknown));
+        match address_lookup {
+            Lookup::Known if alias_unknown && policy == HostKeyPolicy::AcceptNew => {
+                // An address-only entry (older file or ssh-keyscan): bind the name from now on.
+                self.append(&alias, key)
+            }
             Lookup::Known => Ok(()),
             Lookup::Unknown => match policy {
                 HostKeyPolicy::AcceptNew => {
                     tracing::info!(host, known_hosts = %self.path.display(), fingerprint = %fingerprint(key), "recorded new host key for {name}");
-                    self.append(&name, key)
+                    let names = if alias_unknown { format!("{alias},{name}") } else { name };
+                    self.append(&names, key)
                 }
+                // Known by its name but not at this address (the address changed): the key
+                // proves it is the same machine, which is what strict asks for.
+                HostKeyPolicy::Strict if matches!(alias_lookup, Some(Lookup::Known)) => Ok(()),
                 HostKeyPolicy::Strict => Err(TransportError::HostKeyUnknown {
                     host: host.to_string(),
                     known_hosts_name: name,
@@ -219,21 +248,36 @@ impl KnownHosts {
                 }),
             },
             Lookup::Changed { line, expected } => {
-                Err(TransportError::HostKeyChanged(Box::new(HostKeyChange {
-                    host: host.to_string(),
-                    known_hosts_name: name,
-                    file: self.path.clone(),
-                    line,
-                    expected,
-                    offered: fingerprint(key),
-                })))
+                Err(self.changed(host, &name, key, line, &expected))
             }
-            Lookup::Revoked { line } => Err(TransportError::HostKeyRevoked {
-                host: host.to_string(),
-                file: self.path.clone(),
-                line,
-                offered: fingerprint(key),
-            }),
+            Lookup::Revoked { line } => Err(self.revoked(host, key, line)),
+        }
+    }
+
+    fn changed(
+        &self,
+        host: &str,
+        name: &str,
+        key: &PublicKey,
+        line: usize,
+        expected: &str,
+    ) -> TransportError {
+        TransportError::HostKeyChanged(Box::new(HostKeyChange {
+            host: host.to_string(),
+            known_hosts_name: name.to_string(),
+            file: self.path.clone(),
+            line,
+            expected: expected.to_string(),
+            offered: fingerprint(key),
+        }))
+    }
+
+    fn revoked(&self, host: &str, key: &PublicKey, line: usize) -> TransportError {
+        TransportError::HostKeyRevoked {
+            host: host.to_string(),
+            file: self.path.clone(),
+            line,
+            offered: fingerprint(key),
         }
     }
 }
@@ -331,6 +375,33 @@ mod tests {
     }
 
     #[test]
+    fn keys_are_bound_to_host_names_so_swapped_addresses_are_refused() {
+        let (_d, kh) = file_with("");
+        let accept = HostKeyPolicy::AcceptNew;
+        kh.verify("cp1", "10.0.0.1", 22, &key(K1), accept).unwrap();
+        kh.verify("cp2", "10.0.0.2", 22, &key(K2), accept).unwrap();
+        let text = std::fs::read_to_string(kh.path()).unwrap();
+        assert!(text.contains(&format!("cp1,10.0.0.1 {K1}")), "{text}");
+        // The spec now says cp1 is at cp2's address: that machine answers with cp2's key.
+        let err = kh.verify("cp1", "10.0.0.2", 22, &key(K2), accept).unwrap_err();
+        let TransportError::HostKeyChanged(change) = err else { panic!("{err}") };
+        assert_eq!((change.host.as_str(), change.known_hosts_name.as_str()), ("cp1", "cp1"));
+        assert_eq!(change.expected, fingerprint(&key(K1)));
+        assert_eq!(std::fs::read_to_string(kh.path()).unwrap(), text, "nothing recorded");
+        // The same machine at a new address proves itself by its key, even under strict.
+        kh.verify("cp1", "10.0.0.9", 22, &key(K1), HostKeyPolicy::Strict).unwrap();
+    }
+
+    #[test]
+    fn an_address_only_entry_gains_the_name_under_accept_new() {
+        let (_d, kh) = file_with(&format!("10.0.0.1 {K1}\n"));
+        kh.verify("cp1", "10.0.0.1", 22, &key(K1), HostKeyPolicy::Strict).unwrap();
+        assert_eq!(kh.lookup("cp1", &key(K1)).unwrap(), Lookup::Unknown, "strict writes nothing");
+        kh.verify("cp1", "10.0.0.1", 22, &key(K1), HostKeyPolicy::AcceptNew).unwrap();
+        assert_eq!(kh.lookup("cp1", &key(K1)).unwrap(), Lookup::Known);
+    }
+
+    #[test]
     fn names_use_brackets_for_non_default_ports() {
         assert_eq!(known_hosts_name("10.0.0.1", 22), "10.0.0.1");
         assert_eq!(known_hosts_name("10.0.0.1", 2222), "[10.0.0.1]:2222");
@@ -395,7 +466,7 @@ mod tests {
             .unwrap();
         kh.verify("w1", "10.0.0.5", 22, &key(K1), HostKeyPolicy::AcceptNew).unwrap();
         kh.append("10.0.0.5", &key(K1)).unwrap();
-        assert_eq!(std::fs::read_to_string(kh.path()).unwrap(), format!("10.0.0.5 {K1}\n"));
+        assert_eq!(std::fs::read_to_string(kh.path()).unwrap(), format!("w1,10.0.0.5 {K1}\n"));
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(kh.path()).unwrap().permissions().mode() & 0o777, 0o600);
         kh.verify("w1", "10.0.0.5", 22, &key(K1), HostKeyPolicy::Strict).unwrap();

@@ -453,8 +453,8 @@ pub enum TransportError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "{host}: HOST KEY CHANGED for {known_hosts_name}: {file}:{line} records {expected}, the server \
-     offered {offered}. This may be a man-in-the-middle attack, or the machine was reinstalled. If \
-     the change is expected, remove the old entry with `ssh-keygen -R '{known_hosts_name}' -f {file}` \
+     offered {offered}. This may be a man-in-the-middle attack, the machine was reinstalled, or the \
+     spec gives this host another machine's address. If the change is expected, remove the old entry with `ssh-keygen -R '{known_hosts_name}' -f {file}` \
      and connect again"
 )]
 pub struct HostKeyChange {
@@ -492,6 +492,17 @@ impl TransportError {
             HostKeyChanged(change) => Some(&change.host),
             KnownHostsFile { .. } | Key { .. } => None,
         }
+    }
+
+    /// True when the server's host key was refused: the machine may not be the one the spec
+    /// means.
+    pub fn is_host_key_refusal(&self) -> bool {
+        matches!(
+            self,
+            TransportError::HostKeyChanged(_)
+                | TransportError::HostKeyRevoked { .. }
+                | TransportError::HostKeyUnknown { .. }
+        )
     }
 
     /// True when the host could not be reached at all (as opposed to a command failing on it).
