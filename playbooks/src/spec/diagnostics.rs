@@ -52,6 +52,9 @@ pub struct Problem {
     /// Whether the source can be shown (not for unreadable files).
     #[serde(skip)]
     pub snippet: bool,
+    /// The source line is too long to show: the human rendering names line and column instead.
+    #[serde(skip)]
+    pub overlong_line: bool,
 }
 
 impl Problem {
@@ -70,6 +73,7 @@ impl Problem {
             position,
             related: None,
             snippet: true,
+            overlong_line: false,
         }
     }
 
@@ -81,11 +85,14 @@ impl Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
         }
+        f.write_str(&self.message)?;
+        if self.overlong_line {
+            write!(f, " (line {}, column {})", self.line, self.column)?;
+        }
+        Ok(())
     }
 }
 
@@ -145,7 +152,7 @@ impl Diagnostics {
         for p in problems.iter_mut().filter(|p| p.snippet) {
             if line_len_at(source, p.position.offset) > MAX_SNIPPET_LINE {
                 p.snippet = false;
-                p.message = format!("{} (line {}, column {})", p.message, p.line, p.column);
+                p.overlong_line = true;
             }
         }
         if problems.len() > MAX_SHOWN {
@@ -246,9 +253,10 @@ mod tests {
             ],
         );
         assert!(!d.problems[0].snippet);
-        assert_eq!(d.problems[0].message, "too deep (line 1, column 5)");
+        assert_eq!(d.problems[0].to_string(), "a: too deep (line 1, column 5)");
+        assert_eq!(d.problems[0].message, "too deep", "JSON has line and column fields");
         assert!(d.problems[1].snippet, "short lines keep their snippet");
-        assert_eq!(d.problems[1].message, "bad");
+        assert_eq!(d.problems[1].to_string(), "b: bad");
     }
 
     #[test]
