@@ -29,13 +29,20 @@ pub fn kubelet_server_url(cluster: &Cluster, host: &Host) -> String {
 }
 
 /// Names the apiserver certificate needs beyond the spec's `extraSANs`: in node-local mode
-/// clients reach it through their own haproxy at `127.0.0.1`, so that address must verify.
+/// clients reach it through their own haproxy on loopback (`::1` on IPv6 hosts), so that
+/// address must verify.
 fn api_server_extra_sans(cluster: &Cluster) -> Vec<String> {
     let mut sans = cluster.pki.extra_sans.clone();
     if cluster.load_balancer.mode == LoadBalancerMode::NodeLocal {
-        for name in ["127.0.0.1", "localhost"] {
+        let ipv6 = cluster.hosts.iter().any(|h| h.address.is_ipv6());
+        let loopbacks = if ipv6 {
+            &["127.0.0.1", "::1", "localhost"][..]
+        } else {
+            &["127.0.0.1", "localhost"][..]
+        };
+        for name in loopbacks {
             if !sans.iter().any(|s| s == name) {
-                sans.push(name.to_string());
+                sans.push((*name).to_string());
             }
         }
     }
@@ -100,6 +107,12 @@ mod tests {
         for name in ["127.0.0.1", "localhost"] {
             assert_eq!(request.api_server.extra_sans.iter().filter(|s| *s == name).count(), 1);
         }
+        assert!(!request.api_server.extra_sans.iter().any(|s| s == "::1"), "IPv4-only cluster");
+        let mut v6 = node_local();
+        let w1 = v6.hosts.iter_mut().find(|h| h.name == "w1").unwrap();
+        w1.address = "fd00::51".parse().unwrap();
+        let request = pki_request(&v6);
+        assert!(request.api_server.extra_sans.iter().any(|s| s == "::1"), "IPv6 worker's haproxy");
     }
 
     #[test]
