@@ -10,24 +10,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn kubeforge_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("KUBEFORGE_BIN") {
-        return PathBuf::from(p);
-    }
-    // target/<profile>/deps/lab_e2e-<hash> → target/<profile>/kubeforge
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("kubeforge"));
-    match bin {
-        Some(b) if b.is_file() => b,
-        _ => panic!(
-            "kubeforge binary not found next to {}; run `cargo build -p kubeforge` first or set KUBEFORGE_BIN",
-            exe.display()
-        ),
-    }
-}
-
 fn kubeforge(args: &[&str]) -> Output {
-    Command::new(kubeforge_bin()).args(args).output().expect("run kubeforge")
+    Command::new(kubeforge_tests::lab::kubeforge_bin()).args(args).output().expect("run kubeforge")
 }
 
 fn ok(args: &[&str]) -> String {

@@ -2,40 +2,12 @@
 //! then a re-plan says "No changes."; with one machine powered off, plan and apply name it as
 //! unreachable while the others are unaffected (still converged, still reachable). Needs root
 //! and the lab's tools; runs only with KUBEFORGE_E2E=1 and prints why it skipped otherwise.
-//! The binary is `KUBEFORGE_BIN`, else `kubeforge` next to this test's target directory.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+
+use kubeforge_tests::lab::{kubeforge, text};
 
 const LAB: &str = "kfplane2e";
-
-fn kubeforge_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("KUBEFORGE_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("kubeforge"));
-    match bin {
-        Some(b) if b.is_file() => b,
-        _ => panic!(
-            "kubeforge binary not found next to {}; run `cargo build -p kubeforge` first or set KUBEFORGE_BIN",
-            exe.display()
-        ),
-    }
-}
-
-fn kubeforge(dir: &Path, args: &[&str]) -> Output {
-    Command::new(kubeforge_bin()).current_dir(dir).args(args).output().expect("run kubeforge")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// Brings the lab down however the test ends.
 struct LabGuard(PathBuf);
@@ -48,8 +20,7 @@ impl Drop for LabGuard {
 
 #[test]
 fn apply_until_runtime_converges_and_an_unreachable_machine_is_named() {
-    if std::env::var("KUBEFORGE_E2E").as_deref() != Ok("1") {
-        eprintln!("skipped: set KUBEFORGE_E2E=1 (needs root, systemd-container, debootstrap)");
+    if !kubeforge_tests::lab::enabled() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

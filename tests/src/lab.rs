@@ -1,0 +1,276 @@
+//! Lab end-to-end support shared by the `*_e2e` tests: the kubeforge binary, a lab brought up in
+//! a temp dir and always brought down (one at a time per test binary: several labs at once
+//! overload a small CI machine), its machines as `lab status` reports them, SSH to them with
+//! the lab's key and known_hosts, and etcd clients over the lab network with the state dir's
+//! certificates.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use kubeforge::etcd::{Endpoint, EtcdClient, EtcdTls, Timeouts, wait_healthy};
+use serde_json::Value;
+
+/// Whether lab tests run (`KUBEFORGE_E2E=1`); says why not otherwise.
+pub fn enabled() -> bool {
+    if std::env::var("KUBEFORGE_E2E").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!("skipped: set KUBEFORGE_E2E=1 (needs root, systemd-container, debootstrap)");
+    false
+}
+
+/// `KUBEFORGE_BIN`, else the `kubeforge` binary next to the running test's target directory.
+pub fn kubeforge_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("KUBEFORGE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("kubeforge"));
+    match bin {
+        Some(b) if b.is_file() => b,
+        _ => panic!(
+            "kubeforge binary not found next to {}; run `cargo build -p kubeforge` first or set KUBEFORGE_BIN",
+            exe.display()
+        ),
+    }
+}
+
+/// Runs kubeforge in `dir`.
+pub fn kubeforge(dir: &Path, args: &[&str]) -> Output {
+    Command::new(kubeforge_bin()).current_dir(dir).args(args).output().expect("run kubeforge")
+}
+
+/// Status, stdout and stderr, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+static ONE_LAB: Mutex<()> = Mutex::new(());
+
+/// A lab with its spec (`lab.cluster.yaml`) and state dir in a temp dir.
+pub struct Lab {
+    _one: MutexGuard<'static, ()>,
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    pub spec: PathBuf,
+}
+
+impl Lab {
+    /// `kubeforge lab up --name NAME ARGS...`, which must succeed.
+    pub fn up(name: &str, args: &[&str]) -> Lab {
+        let one = ONE_LAB.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let spec = dir.path().join("lab.cluster.yaml");
+        let lab = Lab { _one: one, name: name.to_string(), dir, spec };
+        let spec_arg = lab.spec_arg().to_string();
+        let mut all = vec!["lab", "up", "--name", name, "--spec-out", &spec_arg];
+        all.extend_from_slice(args);
+        lab.ok(&all);
+        lab
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        kubeforge(self.dir.path(), args)
+    }
+
+    /// Runs kubeforge and asserts success.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(out.status.success(), "kubeforge {}: {}", args.join(" "), text(&out));
+        out
+    }
+
+    pub fn spec_arg(&self) -> &str {
+        self.spec.to_str().expect("utf-8 temp path")
+    }
+
+    pub fn spec_text(&self) -> String {
+        std::fs::read_to_string(&self.spec).expect("read the lab spec")
+    }
+
+    /// `plan -f SPEC --until PHASE` must say "No changes.".
+    pub fn assert_converged(&self, until: &str) {
+        let out = self.ok(&["plan", "-f", self.spec_arg(), "--until", until]);
+        assert!(String::from_utf8_lossy(&out.stdout).ends_with("No changes.\n"), "{}", text(&out));
+    }
+
+    /// A file of the state dir's PKI (`etcd/ca.crt`, `nodes/cp1/etcd/healthcheck-client.key`).
+    pub fn pki(&self, rel: &str) -> Vec<u8> {
+        let path = self.dir.path().join(".kubeforge").join(&self.name).join("pki").join(rel);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    }
+
+    /// etcd client credentials from the state dir: `rel` is a certificate's path without
+    /// extension, e.g. `nodes/cp1/etcd/healthcheck-client`.
+    pub fn etcd_tls(&self, rel: &str) -> EtcdTls {
+        EtcdTls {
+            ca_pem: self.pki("etcd/ca.crt"),
+            cert_pem: self.pki(&format!("{rel}.crt")),
+            key_pem: self.pki(&format!("{rel}.key")),
+            server_name: None,
+        }
+    }
+
+    /// The machines and the VIP, as `lab status -o json` shows them.
+    pub fn machines(&self) -> (Vec<Machine>, Option<String>) {
+        let out = self.ok(&["-o", "json", "lab", "status", "--name", &self.name]);
+        let status: Value = serde_json::from_slice(&out.stdout).expect("status json");
+        let machines = status["machines"]
+            .as_array()
+            .expect("machines")
+            .iter()
+            .map(|m| Machine {
+                host: m["host"].as_str().expect("host").to_string(),
+                login: m["ssh"].as_str().expect("ssh").to_string(),
+            })
+            .collect();
+        (machines, status["vip"].as_str().map(str::to_string))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.run(&["lab", "down", "--name", &self.name]);
+    }
+}
+
+/// A lab machine: its host name and the login command `lab status` prints.
+pub struct Machine {
+    pub host: String,
+    pub login: String,
+}
+
+impl Machine {
+    /// Runs `remote` with the lab key and known_hosts (strict host key checking).
+    pub fn ssh(&self, remote: &str) -> Output {
+        let words: Vec<&str> = self.login.split_whitespace().collect();
+        Command::new(words[0])
+            .args(&words[1..])
+            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=2"])
+            .args(["-o", "StrictHostKeyChecking=yes"])
+            .arg(remote)
+            .output()
+            .expect("run ssh")
+    }
+
+    /// Runs `remote`, which must succeed; its stdout.
+    pub fn ssh_ok(&self, remote: &str) -> String {
+        let out = self.ssh(remote);
+        assert!(out.status.success(), "{} `{remote}`: {}", self.host, text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// The address a host has in a lab spec.
+pub fn address(spec: &str, host: &str) -> String {
+    let mut lines = spec.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == format!("- name: {host}") {
+            let next = lines.next().unwrap_or_default();
+            if let Some(a) = next.trim().strip_prefix("address: ") {
+                return a.trim().to_string();
+            }
+        }
+    }
+    panic!("no host {host} in the spec:\n{spec}");
+}
+
+/// etcd client endpoints of the named hosts over the lab network.
+pub fn etcd_endpoints(spec: &str, hosts: &[&str]) -> Vec<Endpoint> {
+    hosts.iter().map(|h| Endpoint::new(*h, format!("https://{}:2379", address(spec, h)))).collect()
+}
+
+/// Timeouts for talking to lab etcd.
+pub const ETCD_TIMEOUTS: Timeouts = Timeouts {
+    connect: Duration::from_secs(3),
+    request: Duration::from_secs(5),
+    reconfigure: Duration::from_secs(30),
+};
+
+/// Every host answers as a healthy voting member and the member list is exactly `hosts`.
+pub async fn assert_etcd_members(spec: &str, hosts: &[&str], tls: &EtcdTls) {
+    let eps = etcd_endpoints(spec, hosts);
+    let report = wait_healthy(&eps, Some(tls), ETCD_TIMEOUTS, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.all_healthy());
+    let client = EtcdClient::connect(&eps[0], Some(tls), ETCD_TIMEOUTS).await.expect("connect");
+    let mut names: Vec<String> = client
+        .member_list()
+        .await
+        .expect("member list")
+        .into_iter()
+        .map(|m| {
+            assert!(!m.is_learner, "{} is still a learner", m.name);
+            m.name
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, hosts);
+}
+
+/// A small tokio runtime for the synchronous lab tests.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Writes `/kf-e2e/seq/<n>` with n = 0, 1, 2, … until stopped, each write retried on the next
+/// endpoint until etcd acknowledges it; returns how many were acknowledged and the longest
+/// time one write waited. Panics if etcd refuses writes for 60 s.
+pub async fn etcd_writer(
+    eps: Vec<Endpoint>,
+    tls: EtcdTls,
+    stop: Arc<AtomicBool>,
+) -> (u64, Duration) {
+    let mut acked = 0u64;
+    let mut longest = Duration::ZERO;
+    let mut which = 0usize;
+    let mut client: Option<EtcdClient> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        loop {
+            if client.is_none() {
+                let ep = &eps[which % eps.len()];
+                client = EtcdClient::connect(ep, Some(&tls), ETCD_TIMEOUTS).await.ok();
+            }
+            let key = format!("/kf-e2e/seq/{acked:08}");
+            let done = match &client {
+                Some(c) => c.put(&key, acked.to_string().as_bytes()).await.is_ok(),
+                None => false,
+            };
+            if done {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "etcd refused writes for 60 s");
+            client = None;
+            which += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        longest = longest.max(started.elapsed());
+        acked += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (acked, longest)
+}
+
+/// Every one of the `acked` writes of [`etcd_writer`] is there, read linearizably via `ep`.
+pub async fn assert_all_written(ep: &Endpoint, tls: &EtcdTls, acked: u64) {
+    let client = EtcdClient::connect(ep, Some(tls), ETCD_TIMEOUTS).await.expect("connect");
+    for n in 0..acked {
+        let key = format!("/kf-e2e/seq/{n:08}");
+        let value = client.linearizable_get(&key).await.expect("linearizable get");
+        assert_eq!(value, Some(n.to_string().into_bytes()), "{key} lost");
+    }
+}
