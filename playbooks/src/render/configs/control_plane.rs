@@ -285,27 +285,7 @@ fn controller_manager(ctx: Ctx<'_>) -> StaticPod {
         false,
     ));
     volumes.push(volume("kubeconfig", CONTROLLER_MANAGER_CONF, "FileOrCreate", true));
-    let (port, ports) = probe_port(ctx, 10257);
-    let local = Some("127.0.0.1".to_string());
-    StaticPod {
-        name: "kube-controller-manager".to_string(),
-        annotations: Vec::new(),
-        image: image(ctx, "kube-controller-manager"),
-        command,
-        ports,
-        liveness_probe: Some(probe(
-            ProbeKind::Liveness,
-            local.clone(),
-            "/healthz",
-            port.clone(),
-            "HTTPS",
-        )),
-        readiness_probe: None,
-        startup_probe: Some(probe(ProbeKind::Startup, local, "/healthz", port, "HTTPS")),
-        cpu_request: "200m".to_string(),
-        memory_request: None,
-        volumes: sorted(volumes),
-    }
+    local_component_pod(ctx, "kube-controller-manager", command, 10257, "200m", volumes)
 }
 
 fn scheduler(ctx: Ctx<'_>) -> StaticPod {
@@ -321,12 +301,26 @@ fn scheduler(ctx: Ctx<'_>) -> StaticPod {
     ];
     let mut command = vec!["kube-scheduler".to_string()];
     command.extend(flags(pairs));
-    let (port, ports) = probe_port(ctx, 10259);
+    let volumes = vec![volume("kubeconfig", SCHEDULER_CONF, "FileOrCreate", true)];
+    local_component_pod(ctx, "kube-scheduler", command, 10259, "100m", volumes)
+}
+
+/// kube-controller-manager and kube-scheduler: serving only on loopback (`secure_port`), probed
+/// there over HTTPS on `/healthz`, as kubeadm writes them.
+fn local_component_pod(
+    ctx: Ctx<'_>,
+    name: &str,
+    command: Vec<String>,
+    secure_port: u16,
+    cpu_request: &str,
+    volumes: Vec<HostPathVolume>,
+) -> StaticPod {
+    let (port, ports) = probe_port(ctx, secure_port);
     let local = Some("127.0.0.1".to_string());
     StaticPod {
-        name: "kube-scheduler".to_string(),
+        name: name.to_string(),
         annotations: Vec::new(),
-        image: image(ctx, "kube-scheduler"),
+        image: image(ctx, name),
         command,
         ports,
         liveness_probe: Some(probe(
@@ -338,9 +332,9 @@ fn scheduler(ctx: Ctx<'_>) -> StaticPod {
         )),
         readiness_probe: None,
         startup_probe: Some(probe(ProbeKind::Startup, local, "/healthz", port, "HTTPS")),
-        cpu_request: "100m".to_string(),
+        cpu_request: cpu_request.to_string(),
         memory_request: None,
-        volumes: vec![volume("kubeconfig", SCHEDULER_CONF, "FileOrCreate", true)],
+        volumes: sorted(volumes),
     }
 }
 
