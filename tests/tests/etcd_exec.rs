@@ -54,7 +54,13 @@ fn gate(cluster: &EtcdCluster, members: &[&str], timeout_ms: u64) -> SequencedSt
 fn plan(hosts: BTreeMap<String, Vec<Step>>, sequence: Vec<SequencedStep>) -> Plan {
     Plan {
         cluster: "test".into(),
-        phases: vec![PhasePlan { phase: Phase::Etcd, built: true, hosts, sequence }],
+        phases: vec![PhasePlan {
+            phase: Phase::Etcd,
+            built: true,
+            hosts,
+            sequence,
+            rolling: false,
+        }],
         blocked: BTreeMap::new(),
     }
 }

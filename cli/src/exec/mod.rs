@@ -90,8 +90,24 @@ pub async fn execute(
                 run.run_host(host, steps, transport.as_ref()).await
             }
         });
+        // A rolling phase: one host after the other (its permit dropped before the next host
+        // starts), stopping at the first failure; otherwise all at once, bounded.
+        let results = if phase.rolling {
+            let mut results = Vec::new();
+            for run in runs {
+                let run = run.await;
+                let stop = run.failure.is_some() || run.interrupted;
+                results.push(run);
+                if stop {
+                    break;
+                }
+            }
+            results
+        } else {
+            futures_join_all(runs).await
+        };
         let mut phase_failed = false;
-        for run in futures_join_all(runs).await {
+        for run in results {
             report.changed += run.changed;
             report.unchanged += run.unchanged;
             report.interrupted |= run.interrupted;

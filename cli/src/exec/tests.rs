@@ -464,3 +464,62 @@ fn cancellation_stops_at_a_step_boundary_and_reports() {
         assert!(report.render_text().contains("Interrupted"));
     });
 }
+
+/// Three control planes each restart a serving component; cp2's fails.
+fn restart_plan(rolling: bool) -> Plan {
+    let step = |host: &str| {
+        vec![Step::Run(plan::Run {
+            argv: vec!["restart-apiserver".into(), host.into()],
+            unless: None,
+            why: "its manifest changed".into(),
+        })]
+    };
+    let hosts = ["cp1", "cp2", "cp3"].map(|h| (h.to_string(), step(h))).into();
+    Plan {
+        cluster: "t".into(),
+        phases: vec![plan::PhasePlan {
+            phase: Phase::ControlPlane,
+            built: true,
+            hosts,
+            sequence: Vec::new(),
+            rolling,
+        }],
+        blocked: BTreeMap::new(),
+    }
+}
+
+#[test]
+fn a_rolling_phase_goes_host_by_host_and_stops_at_the_first_failure() {
+    rt().block_on(async {
+        for rolling in [true, false] {
+            let hosts = ["cp1", "cp2", "cp3"].map(|h| {
+                let host = FakeHost::new(h);
+                host.on(Match::program("restart-apiserver"), |_, _| exit(0, "", ""));
+                host
+            });
+            hosts[1].fail(Match::program("restart-apiserver"), Failure::exit(1, "not ready"), None);
+            let transports: BTreeMap<String, Arc<dyn crate::transport::Transport>> =
+                ["cp1", "cp2", "cp3"]
+                    .iter()
+                    .zip(&hosts)
+                    .map(|(n, h)| {
+                        (n.to_string(), Arc::new(h.clone()) as Arc<dyn crate::transport::Transport>)
+                    })
+                    .collect();
+            let options = ExecOptions::default();
+            let report = execute(
+                &restart_plan(rolling),
+                &transports,
+                &options,
+                &Collect::default(),
+                &AuditLog::disabled(),
+            )
+            .await;
+            assert_eq!(report.failed_hosts().into_iter().collect::<Vec<_>>(), ["cp2"]);
+            let ran = |i: usize| !hosts[i].commands().is_empty();
+            assert!(ran(0) && ran(1));
+            // Rolling: cp3 keeps serving untouched after cp2 failed; otherwise all went at once.
+            assert_eq!(ran(2), !rolling, "rolling = {rolling}");
+        }
+    });
+}

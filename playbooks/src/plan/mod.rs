@@ -163,9 +163,23 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, PlanError> {
             Phase::Workers => per_host(workers::plan_host),
             Phase::Addons => per_host(addons::plan_host),
         };
-        phases.push(PhasePlan { phase, built: phase.is_built(), hosts, sequence });
+        let rolling = rolls_over_control_planes(cluster, phase);
+        phases.push(PhasePlan { phase, built: phase.is_built(), hosts, sequence, rolling });
     }
     Ok(Plan { cluster: cluster.name.clone(), phases, blocked })
+}
+
+/// Whether a phase changes control planes one at a time (ARCHITECTURE rule 4): the static pods
+/// (an apiserver restart) and, with keepalived-haproxy, haproxy and keepalived holding the VIP.
+/// Node-local haproxy on workers serves only its own node and is changed in parallel.
+fn rolls_over_control_planes(cluster: &Cluster, phase: Phase) -> bool {
+    match phase {
+        Phase::ControlPlane => true,
+        Phase::LoadBalancer => {
+            cluster.load_balancer.mode == crate::model::LoadBalancerMode::KeepalivedHaproxy
+        }
+        _ => false,
+    }
 }
 
 fn unreachable(reason: &str) -> Problem {

@@ -26,7 +26,11 @@ pub fn render_text(plan: &Plan) -> String {
         if phase.hosts.is_empty() && phase.sequence.is_empty() {
             continue;
         }
-        let _ = writeln!(out, "\n{}:", phase.phase);
+        if phase.rolling && phase.hosts.len() > 1 {
+            let _ = writeln!(out, "\n{} (one host at a time, in this order):", phase.phase);
+        } else {
+            let _ = writeln!(out, "\n{}:", phase.phase);
+        }
         for (host, steps) in &phase.hosts {
             let _ = writeln!(out, "  {host}:");
             for step in steps {

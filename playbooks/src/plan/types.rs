@@ -67,6 +67,12 @@ pub struct PhasePlan {
     /// when empty.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sequence: Vec<SequencedStep>,
+    /// The `hosts` run one at a time, in name order, and the first failure stops the rest:
+    /// set where a change restarts what serves the cluster on every control plane (the
+    /// apiserver, haproxy and keepalived with the VIP), so that the others keep serving while
+    /// one restarts and a bad change stops at the first host. Omitted from JSON when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rolling: bool,
 }
 
 /// One step of a phase's sequence and the host it runs on (for an etcd operation: the host
