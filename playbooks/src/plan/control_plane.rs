@@ -93,8 +93,53 @@ pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) ->
     }
     if !steps.is_empty() {
         steps.extend(readiness_gates(input, host));
+        // Marked when the node joins (no kubelet config yet), as kubeadm does.
+        let joining = matches!(
+            facts.files.get(crate::render::configs::kubelet::CONFIG),
+            None | Some(crate::facts::FileState::Absent)
+        );
+        if joining {
+            steps.extend(mark_control_plane(host));
+        }
     }
     steps
+}
+
+/// kubeadm's mark-control-plane: the node-role label (which the kubelet may not set on itself,
+/// NodeRestriction forbids it) and the NoSchedule taint, once the node has registered. Both are
+/// idempotent (`--overwrite`), so a resumed run may repeat them.
+fn mark_control_plane(host: &Host) -> [Step; 3] {
+    let kubectl = |args: &[&str]| -> Vec<String> {
+        [KUBECTL, "--kubeconfig", ADMIN_CONF].iter().chain(args).map(|a| a.to_string()).collect()
+    };
+    let role = "node-role.kubernetes.io/control-plane";
+    [
+        Step::Gate(Gate {
+            what: format!("node {} is registered", host.name),
+            argv: kubectl(&["get", "node", &host.name]),
+            attempts: 60,
+            interval_ms: 2000,
+        }),
+        Step::Run(Run {
+            argv: kubectl(&["label", "node", &host.name, &format!("{role}="), "--overwrite"]),
+            unless: None,
+            why: "control planes carry kubeadm's node-role label (the CronJob and kube-proxy \
+                  select on it)"
+                .into(),
+        }),
+        Step::Run(Run {
+            argv: kubectl(&[
+                "taint",
+                "node",
+                &host.name,
+                &format!("{role}:NoSchedule"),
+                "--overwrite",
+            ]),
+            unless: None,
+            why: "workloads stay off control planes unless they tolerate it, as with kubeadm"
+                .into(),
+        }),
+    ]
 }
 
 /// `/readyz` of this host's kube-apiserver, then of the API through the cluster endpoint.

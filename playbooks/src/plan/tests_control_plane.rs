@@ -86,6 +86,9 @@ fn a_fresh_control_plane_is_planned_in_full_and_converges() {
             "wait: the kubelet is active",
             "wait: kube-apiserver on cp2 answers /readyz at https://10.88.0.12:6443",
             "wait: the API answers /readyz through https://10.88.0.100:6443",
+            "wait: node cp2 is registered",
+            "/usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf label node cp2 node-role.kubernetes.io/control-plane= --overwrite",
+            "/usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf taint node cp2 node-role.kubernetes.io/control-plane:NoSchedule --overwrite",
         ]
     );
     // The image import is skipped when containerd already has the exact image.
@@ -112,6 +115,7 @@ fn a_fresh_control_plane_is_planned_in_full_and_converges() {
         [
             "/usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf --server https://10.88.0.12:6443 get --raw /readyz",
             "/usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf --server https://10.88.0.100:6443 get --raw /readyz",
+            "/usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf get node cp2",
         ]
     );
     // etcd hosts run no kubelet: nothing in these phases.

@@ -18,7 +18,7 @@ pub mod addons;
 mod backup;
 mod control_plane;
 pub mod etcd;
-mod kubelet;
+pub mod kubelet;
 mod loadbalancer;
 mod node;
 
