@@ -64,6 +64,24 @@ pub(crate) fn check(
 
 fn host_checks(input: PlanInput<'_>, host: &Host, facts: &HostFacts) -> Vec<Problem> {
     let mut problems = Vec::new();
+    // The kubelet registers its node under the machine's hostname, while its client
+    // certificate is for `system:node:<spec name>`: NodeRestriction would refuse the node.
+    let kubelet_phases =
+        input.selection.contains(Phase::ControlPlane) || input.selection.contains(Phase::Workers);
+    if kubelet_phases && host.runs_kubelet() && facts.hostname.to_lowercase() != host.name {
+        problems.push(problem(
+            "node-name",
+            format!(
+                "the machine's hostname is `{}` but the spec names it `{}`; the kubelet registers \
+                 its node under the hostname, and its certificate is for system:node:{}",
+                facts.hostname, host.name, host.name
+            ),
+            format!(
+                "rename the machine (`hostnamectl set-hostname {}`) or the host in the spec",
+                host.name
+            ),
+        ));
+    }
     let os = &facts.os;
     let supported = SUPPORTED_OS
         .iter()
@@ -329,6 +347,41 @@ mod tests {
                 (!found.is_empty()).then_some((host, found))
             })
             .collect()
+    }
+
+    #[test]
+    fn a_kubelet_host_whose_hostname_differs_from_its_spec_name_is_refused() {
+        let (c, mut facts, inventory) = lab();
+        if let Some(Ok(f)) = facts.get_mut("w1") {
+            f.hostname = "worker-17".into();
+        }
+        let problems = |until: Phase| {
+            let tree = tree(&["cp1", "w1"]);
+            let selection = PhaseSelection::new(Some(until), &[]);
+            let input = PlanInput {
+                cluster: &c,
+                tree: &tree,
+                facts: &facts,
+                artifacts: &inventory,
+                selection: &selection,
+                observed: &Observed::default(),
+            };
+            let reachable = facts
+                .iter()
+                .filter_map(|(h, f)| Some((h.as_str(), f.as_ref().ok()?)))
+                .collect::<BTreeMap<&str, &HostFacts>>();
+            super::check(input, &reachable)
+                .into_iter()
+                .flat_map(|(h, ps)| ps.into_iter().map(move |p| (h.clone(), p)))
+                .filter(|(_, p)| p.check == "node-name")
+                .collect::<Vec<_>>()
+        };
+        assert!(problems(Phase::LoadBalancer).is_empty(), "no kubelet phase selected");
+        let found = problems(Phase::Workers);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "w1");
+        assert!(found[0].1.message.contains("`worker-17`"), "{}", found[0].1.message);
+        assert!(found[0].1.remedy.contains("hostnamectl set-hostname w1"));
     }
 
     #[test]
