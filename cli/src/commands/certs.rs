@@ -261,7 +261,7 @@ pub fn renew(
     print_report(&outcome.report, &summary, output)?;
     if output == OutputFormat::Human {
         println!(
-            "The renewed certificates are in the state dir only: `kubeforge apply` distributes them and restarts kube-apiserver, kube-controller-manager, kube-scheduler, etcd and kubelets so they use them."
+            "The renewed certificates are in the state dir only: `kubeforge apply` distributes them (pki phase), restarts etcd members and the control-plane pods whose certificates changed, one host at a time; restart a kubelet whose own certificate was renewed (`systemctl restart kubelet`)."
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -78,17 +78,29 @@ pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) ->
     let kubelet_gate = kubelet_steps.pop();
     steps.extend(kubelet_steps);
     steps.extend(kubelet_gate);
-    if configs_changed && !apiserver_manifest_changed && kubelet_was_active {
+    let pki_changed = control_plane_pki_changed(input, host, facts);
+    if (configs_changed || pki_changed) && !apiserver_manifest_changed && kubelet_was_active {
+        // The pods read these files only at start; the kubelet starts them again at once.
+        let (names, why) = if pki_changed {
+            (
+                "kube-(apiserver|controller-manager|scheduler)",
+                "their certificates or kubeconfigs were renewed (put by the pki phase) and are \
+                 read only at start",
+            )
+        } else {
+            (
+                "kube-apiserver",
+                "the kube-apiserver's config files changed and it reads them only at start",
+            )
+        };
         steps.push(Step::Run(Run {
             argv: vec![
                 "sh".into(),
                 "-c".into(),
-                "crictl ps -q --name '^kube-apiserver$' | xargs -r crictl stop".into(),
+                format!("crictl ps -q --name '^{names}$' | xargs -r crictl stop"),
             ],
             unless: None,
-            why: "the kube-apiserver's config files changed and it reads them only at start; \
-                  the kubelet starts it again at once"
-                .into(),
+            why: why.into(),
         }));
     }
     if !steps.is_empty() {
@@ -140,6 +152,21 @@ fn mark_control_plane(host: &Host) -> [Step; 3] {
                 .into(),
         }),
     ]
+}
+
+/// Whether the host's certificates or kubeconfigs that the control-plane pods read differ from
+/// the render tree (the kubelet's own files excepted: they are the kubelet's business).
+fn control_plane_pki_changed(input: PlanInput<'_>, host: &Host, facts: &HostFacts) -> bool {
+    let kubelet_file = |path: &str| {
+        path.starts_with("/var/lib/kubelet/") || path == crate::render::configs::kubelet::KUBECONFIG
+    };
+    let files = input.tree.hosts.get(&host.name).into_iter().flatten();
+    files.filter(|(path, _)| super::pki::owns(path) && !kubelet_file(path)).any(|(path, file)| {
+        let wanted =
+            Wanted { path, contents: &file.contents, mode: file.mode, secret: file.secret };
+        put_file(&host.name, facts, wanted)
+            .is_some_and(|put| !matches!(put.reason, FileReason::Metadata { .. }))
+    })
 }
 
 /// `/readyz` of this host's kube-apiserver, then of the API through the cluster endpoint.

@@ -383,3 +383,33 @@ fn the_probe_hashes_every_file_these_phases_may_push() {
     };
     assert!(!etcd.iter().any(|p| pushed_here(&p)), "{etcd:?}");
 }
+
+#[test]
+fn renewed_certificates_restart_the_control_plane_pods_that_read_them() {
+    let cluster = load(example_text("stacked"));
+    let tree = render(&cluster);
+    let mut facts = facts_for(&cluster);
+    simulate(&later_plan(&cluster, &tree, &facts), &mut facts, &version(&cluster));
+    assert!(later_plan(&cluster, &tree, &facts).is_converged());
+
+    // cp1 still has the old apiserver certificate: the pki phase will put the renewed one, and
+    // the pods that read it at start are restarted after it.
+    let mut renewed = facts.clone();
+    if let Some(Ok(f)) = renewed.get_mut("cp1") {
+        f.files.insert(
+            "/etc/kubernetes/pki/apiserver.crt".into(),
+            present_file(b"-----BEGIN CERTIFICATE-----\nold\n", 0o644),
+        );
+    }
+    let plan = later_plan(&cluster, &tree, &renewed);
+    let cp1 = labels(&plan, Phase::ControlPlane, "cp1");
+    assert_eq!(
+        cp1.first().map(String::as_str),
+        Some(
+            "sh -c crictl ps -q --name '^kube-(apiserver|controller-manager|scheduler)$' | xargs -r crictl stop"
+        ),
+        "{cp1:?}"
+    );
+    assert!(cp1.iter().any(|l| l.contains("answers /readyz")), "{cp1:?}");
+    assert!(labels(&plan, Phase::ControlPlane, "cp2").is_empty(), "only cp1 changed");
+}
