@@ -20,7 +20,7 @@ pub enum Command {
     /// leaves the spec no longer matches (saying which and why).
     Generate,
     /// List every certificate and kubeconfig with its host, subject, signer and expiry.
-    CheckExpiration,
+    CheckExpiration(CheckExpirationArgs),
     /// Reissue leaf certificates with new keys and serials (never CAs).
     Renew(RenewArgs),
     /// Show the phased procedure for replacing the cluster CAs.
@@ -35,6 +35,14 @@ pub struct RenewArgs {
     pub all: bool,
     /// kubeadm names (apiserver, admin.conf, etcd-server, kubelet.conf, ...), or HOST/NAME.
     pub names: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckExpirationArgs {
+    /// Read the certificates on the hosts over SSH (not the state dir), and say for each
+    /// whether it still matches the state dir.
+    #[arg(long)]
+    pub remote: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,7 +88,10 @@ pub fn run(global: &Global, cmd: Command) -> miette::Result<ExitCode> {
     let state = StateDir::open(&global.state_dir(&cluster.name))?;
     match cmd {
         Command::Generate => generate(&cluster, &state, global.output),
-        Command::CheckExpiration => {
+        Command::CheckExpiration(args) if args.remote => {
+            super::certs_remote::run(&cluster, &state, global.output, OffsetDateTime::now_utc())
+        }
+        Command::CheckExpiration(_) => {
             check_expiration(&state, global.output, OffsetDateTime::now_utc())
         }
         Command::Renew(args) => {
@@ -206,19 +217,8 @@ pub fn check_expiration(
                 "EXPIRES",
                 "RESIDUAL",
                 "EXTERNALLY MANAGED",
-            ]
-            .map(String::from);
-            let mut widths = header.clone().map(|h| h.len());
-            for row in &rows {
-                for (w, cell) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(cell.chars().count());
-                }
-            }
-            for row in std::iter::once(&header).chain(rows.iter()) {
-                let line: Vec<String> =
-                    row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-                writeln!(out, "{}", line.join("  ").trim_end()).into_diagnostic()?;
-            }
+            ];
+            write_table(&mut out, header, &rows)?;
         }
     }
     for e in &entries {
@@ -237,6 +237,26 @@ pub fn check_expiration(
     }
     let expired = entries.iter().any(|e| e.status == ExpiryStatus::Expired);
     Ok(if expired { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Writes left-aligned columns separated by two spaces, the header first.
+pub(crate) fn write_table<const N: usize>(
+    out: &mut impl std::io::Write,
+    header: [&str; N],
+    rows: &[[String; N]],
+) -> miette::Result<()> {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let header = header.map(String::from);
+    for row in std::iter::once(&header).chain(rows.iter()) {
+        let line: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        writeln!(out, "{}", line.join("  ").trim_end()).into_diagnostic()?;
+    }
+    Ok(())
 }
 
 pub fn renew(

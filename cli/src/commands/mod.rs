@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod certs;
+pub mod certs_remote;
 pub mod completions;
 pub mod init;
 pub mod lab;

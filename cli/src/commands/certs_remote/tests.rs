@@ -1,0 +1,119 @@
+//! `inspect_hosts` against fake hosts holding real certificates: matching, renewed-but-not-
+//! applied (differs), missing, garbage and unreachable files, each reported per host and path.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kubeforge_pki::{ExpiryStatus, SeededSerials, Store};
+use kubeforge_playbooks::pki_inputs::pki_request;
+use kubeforge_playbooks::render::{RenderInput, RenderTree};
+use kubeforge_playbooks::secrets::ClusterSecrets;
+use time::OffsetDateTime;
+
+use super::{OnHost, inspect_hosts, is_certificate_path};
+use crate::transport::Transport;
+use crate::transport::fake::{FakeFile, FakeHost};
+
+const SPEC: &str = "apiVersion: kubeforge.dev/v1alpha1
+kind: Cluster
+metadata: {name: remote}
+spec:
+  kubernetesVersion: v1.33.1
+  hosts:
+    - {name: cp1, address: 10.0.0.11, roles: [control-plane]}
+    - {name: w1, address: 10.0.0.21, roles: [worker]}
+";
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_790_000_000).unwrap()
+}
+
+fn pki_tree(store: &Store) -> RenderTree {
+    let cluster = kubeforge_playbooks::spec::load_str(SPEC, "remote.yaml").unwrap();
+    let secrets = ClusterSecrets::generate(|b: &mut [u8]| -> Result<(), ()> {
+        b.fill(3);
+        Ok(())
+    })
+    .unwrap();
+    let mut tree = RenderTree::default();
+    let input = RenderInput { cluster: &cluster, pki: store, secrets: &secrets };
+    kubeforge_playbooks::render::pki::add_files(input, &mut tree).unwrap();
+    tree
+}
+
+#[test]
+fn every_certificate_on_every_host_is_read_and_compared_with_the_state() {
+    let cluster = kubeforge_playbooks::spec::load_str(SPEC, "remote.yaml").unwrap();
+    let req = pki_request(&cluster);
+    let issued = |seed| {
+        kubeforge_pki::generate(&req, &Store::new(), now(), &mut SeededSerials::new(seed))
+            .unwrap()
+            .store
+    };
+    let (state, older) = (issued(1), issued(2));
+    let tree = pki_tree(&state);
+    let old_tree = pki_tree(&older);
+
+    // cp1 holds the state's files except an older apiserver certificate and no admin.conf;
+    // w1 is unreachable.
+    let mut cp1_files = tree.hosts["cp1"].clone();
+    cp1_files.remove("/etc/kubernetes/admin.conf");
+    let old_apiserver = &old_tree.hosts["cp1"]["/etc/kubernetes/pki/apiserver.crt"].contents;
+    let cp1 = cp1_files.into_iter().fold(FakeHost::new("cp1"), |host, (path, file)| {
+        let bytes =
+            if path.ends_with("/apiserver.crt") { old_apiserver.clone() } else { file.contents };
+        host.with_file(path, FakeFile::new(bytes, file.mode))
+    });
+    let transports: BTreeMap<String, Arc<dyn Transport>> =
+        [("cp1".to_string(), Arc::new(cp1) as Arc<dyn Transport>)].into();
+    let unreachable = [("w1".to_string(), "w1: cannot connect".to_string())].into();
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let certs = rt.block_on(inspect_hosts(&tree, &transports, &unreachable, &state, now()));
+    let find = |host: &str, path: &str| {
+        certs.iter().find(|c| c.host == host && c.path == path).unwrap_or_else(|| panic!("{path}"))
+    };
+    let apiserver = find("cp1", "/etc/kubernetes/pki/apiserver.crt");
+    assert_eq!(apiserver.on_host, OnHost::Differs);
+    let entry = apiserver.expiry.as_ref().expect("parsed");
+    assert_eq!(entry.name, "apiserver");
+    assert_eq!(entry.host.as_deref(), Some("cp1"));
+    assert_eq!(entry.status, ExpiryStatus::Ok);
+    assert_eq!(find("cp1", "/etc/kubernetes/pki/ca.crt").on_host, OnHost::Matches);
+    let kubelet = find("cp1", "/etc/kubernetes/kubelet.conf");
+    assert_eq!(kubelet.on_host, OnHost::Matches);
+    assert!(kubelet.expiry.as_ref().unwrap().subject.contains("system:node:cp1"));
+    assert_eq!(find("cp1", "/etc/kubernetes/admin.conf").on_host, OnHost::Missing);
+    let w1 = find("w1", "/var/lib/kubelet/pki/kubelet.crt");
+    assert!(matches!(&w1.on_host, OnHost::Unreadable(r) if r.contains("cannot connect")));
+    // Keys are never read: only certificate paths are listed.
+    assert!(certs.iter().all(|c| is_certificate_path(&c.path) && !c.path.ends_with(".key")));
+    let cp1_listed = certs.iter().filter(|c| c.host == "cp1").count();
+    let cp1_wanted = tree.hosts["cp1"].keys().filter(|p| is_certificate_path(p)).count();
+    assert_eq!(cp1_listed, cp1_wanted);
+}
+
+#[test]
+fn a_file_that_is_not_a_certificate_is_named_not_fatal() {
+    let cluster = kubeforge_playbooks::spec::load_str(SPEC, "remote.yaml").unwrap();
+    let state = kubeforge_pki::generate(
+        &pki_request(&cluster),
+        &Store::new(),
+        now(),
+        &mut SeededSerials::new(5),
+    )
+    .unwrap()
+    .store;
+    let tree = pki_tree(&state);
+    let w1 = FakeHost::new("w1")
+        .with_file("/var/lib/kubelet/pki/kubelet.crt", FakeFile::new("garbage", 0o644));
+    let transports: BTreeMap<String, Arc<dyn Transport>> =
+        [("w1".to_string(), Arc::new(w1) as Arc<dyn Transport>)].into();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let certs = rt.block_on(inspect_hosts(&tree, &transports, &BTreeMap::new(), &state, now()));
+    let bad = certs
+        .iter()
+        .find(|c| c.host == "w1" && c.path == "/var/lib/kubelet/pki/kubelet.crt")
+        .unwrap();
+    assert!(matches!(&bad.on_host, OnHost::Unreadable(r) if r.contains("not a certificate")));
+}
