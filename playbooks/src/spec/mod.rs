@@ -112,11 +112,79 @@ fn diagnose(source: &str, typed: &serde_saphyr::Error) -> Vec<Problem> {
     if let Some(problem) = document_shape(&tree) {
         return vec![problem];
     }
-    let structural = structure::check(&tree);
+    let mut structural = structure::check(&tree);
     if !structural.is_empty() {
+        structural.extend(semantic_despite_structure(&tree, &structural));
         return structural;
     }
     vec![yaml::problem_from_error(typed, source, Some(&tree))]
+}
+
+/// The semantic problems of a spec that also has structural ones, so that one run reports
+/// both (a wrong enum value and an overlapping subnet, say). The values the structural problems
+/// name are left out and the rest is typed and validated; nothing is added when the rest
+/// cannot be typed (a required part was wrong), and no semantic problem is reported inside a
+/// part that was left out.
+fn semantic_despite_structure(tree: &Spanned<Node>, structural: &[Problem]) -> Vec<Problem> {
+    let pruned: Vec<&str> =
+        structural.iter().map(|p| p.path.as_str()).filter(|p| !p.is_empty()).collect();
+    if pruned.len() != structural.len() {
+        return Vec::new(); // a problem with the document itself: nothing else is meaningful
+    }
+    let Some(value) = to_json(tree, "", &pruned) else { return Vec::new() };
+    let Ok(spec) = serde_json::from_value::<ClusterSpec>(value) else { return Vec::new() };
+    let locate = |path: &str| yaml::locate(tree, path);
+    let Err(problems) = crate::validate::validate(&spec, &locate) else { return Vec::new() };
+    let inside = |path: &str, part: &str| {
+        path == part
+            || path.starts_with(&format!("{part}."))
+            || path.starts_with(&format!("{part}["))
+    };
+    problems
+        .into_iter()
+        .filter(|p| !pruned.iter().any(|part| inside(&p.path, part) || inside(part, &p.path)))
+        .collect()
+}
+
+/// The node tree as JSON for serde, without the values at `pruned` paths (`spec.pki.x`,
+/// `spec.hosts[2].roles[0]`). `None` for a number JSON cannot hold.
+fn to_json(node: &Spanned<Node>, path: &str, pruned: &[&str]) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    Some(match &node.value {
+        Node::Null => Value::Null,
+        Node::Bool(b) => Value::Bool(*b),
+        Node::Int(i) => match (i64::try_from(*i), u64::try_from(*i)) {
+            (Ok(v), _) => Value::from(v),
+            (_, Ok(v)) => Value::from(v),
+            _ => return None,
+        },
+        Node::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number)?,
+        Node::Str(s) => Value::String(s.clone()),
+        Node::Seq(items) => {
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let item_path = format!("{path}[{i}]");
+                if !pruned.contains(&item_path.as_str()) {
+                    out.push(to_json(item, &item_path, pruned)?);
+                }
+            }
+            Value::Array(out)
+        }
+        Node::Map(entries) => {
+            let mut out = serde_json::Map::new();
+            for (key, value) in entries {
+                let key_path = if path.is_empty() {
+                    key.value.clone()
+                } else {
+                    format!("{path}.{}", key.value)
+                };
+                if !pruned.contains(&key_path.as_str()) {
+                    out.insert(key.value.clone(), to_json(value, &key_path, pruned)?);
+                }
+            }
+            Value::Object(out)
+        }
+    })
 }
 
 mod structure;
