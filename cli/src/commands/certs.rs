@@ -281,7 +281,7 @@ pub fn renew(
     print_report(&outcome.report, &summary, output)?;
     if output == OutputFormat::Human {
         println!(
-            "The renewed certificates are in the state dir only: `kubeforge apply` distributes them (pki phase), restarts etcd members and the control-plane pods whose certificates changed, one host at a time; restart a kubelet whose own certificate was renewed (`systemctl restart kubelet`)."
+            "The renewed certificates are in the state dir only: `kubeforge apply` distributes them (pki phase), then restarts the etcd members, control-plane pods and kubelets whose certificates changed (etcd and control planes one host at a time)."
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -401,7 +401,18 @@ fn renewed_certificates_restart_the_control_plane_pods_that_read_them() {
             present_file(b"-----BEGIN CERTIFICATE-----\nold\n", 0o644),
         );
     }
+    // worker1's kubelet still serves its old certificate: the kubelet reads it at start.
+    if let Some(Ok(f)) = renewed.get_mut("worker1") {
+        f.files.insert(
+            "/var/lib/kubelet/pki/kubelet.crt".into(),
+            present_file(b"-----BEGIN CERTIFICATE-----\nold\n", 0o644),
+        );
+    }
     let plan = later_plan(&cluster, &tree, &renewed);
+    assert_eq!(
+        labels(&plan, Phase::Workers, "worker1"),
+        ["systemctl restart kubelet.service", "wait: the kubelet is active"]
+    );
     let cp1 = labels(&plan, Phase::ControlPlane, "cp1");
     assert_eq!(
         cp1.first().map(String::as_str),

@@ -27,8 +27,12 @@ const CNI_BIN_DIR: &str = "/opt/cni/bin";
 pub(crate) const IMAGE_DIR: &str = "/var/lib/kubeforge/images";
 /// The kubelet reads these at start only: when the pki phase changes them in the same run, a
 /// running kubelet is restarted.
-const KUBELET_CREDENTIALS: [&str; 2] =
-    ["/etc/kubernetes/kubelet.conf", "/etc/kubernetes/pki/ca.crt"];
+const KUBELET_CREDENTIALS: [&str; 4] = [
+    "/etc/kubernetes/kubelet.conf",
+    "/etc/kubernetes/pki/ca.crt",
+    "/var/lib/kubelet/pki/kubelet.crt",
+    "/var/lib/kubelet/pki/kubelet.key",
+];
 
 /// Artifacts the workers phase installs on each worker (inventory keys; `cni:*` plugins and
 /// these image archives when the source has them).
