@@ -27,6 +27,8 @@ pub struct Cluster {
     /// Cluster-wide SSH defaults; each host carries its resolved settings too.
     pub ssh: Ssh,
     pub artifacts: ArtifactSource,
+    /// With `upstream`: the mirror base URL (`http://` or `https://`) downloads come from.
+    pub artifact_mirror: Option<String>,
     pub backup: Option<Backup>,
     /// In spec order; names and addresses are unique.
     pub hosts: Vec<Host>,

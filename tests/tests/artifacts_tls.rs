@@ -207,7 +207,7 @@ spec:
       roles: [control-plane]
 ";
     let cluster = kubeforge_playbooks::spec::load_str(text, "cluster.yaml").unwrap();
-    let options = Options::from_env().unwrap();
+    let options = Options::from_env(None).unwrap();
     let result = inventory_with(
         &cluster,
         Path::new("/"),

@@ -47,7 +47,7 @@ pub fn inventory(
 ) -> miette::Result<ArtifactInventory> {
     let options = match &cluster.artifacts {
         ArtifactSource::Dir(_) => None,
-        ArtifactSource::Upstream => Some(Options::from_env()?),
+        ArtifactSource::Upstream => Some(Options::from_env(cluster.artifact_mirror.as_deref())?),
     };
     Ok(inventory_with(cluster, spec_dir, selection, options.as_ref(), catalog::ENTRIES)?)
 }

@@ -40,8 +40,9 @@ pub struct Options {
 }
 
 impl Options {
-    /// From `KUBEFORGE_ARTIFACT_CACHE`, `KUBEFORGE_ARTIFACT_MIRROR` and `KUBEFORGE_ARTIFACT_ARCH`.
-    pub fn from_env() -> Result<Options, ArtifactError> {
+    /// From `KUBEFORGE_ARTIFACT_CACHE`, `KUBEFORGE_ARTIFACT_MIRROR` (which overrides the spec's
+    /// `spec_mirror`, already validated) and `KUBEFORGE_ARTIFACT_ARCH`.
+    pub fn from_env(spec_mirror: Option<&str>) -> Result<Options, ArtifactError> {
         let cache_dir = match std::env::var_os(super::CACHE_ENV).filter(|v| !v.is_empty()) {
             Some(dir) => PathBuf::from(dir),
             None => super::default_cache_dir().ok_or(ArtifactError::NoCacheDir)?,
@@ -58,7 +59,7 @@ impl Options {
                             .into(),
                 });
             }
-            None => None,
+            None => spec_mirror.map(str::to_string),
         };
         let arch = match std::env::var(super::ARCH_ENV).ok().filter(|v| !v.is_empty()) {
             None => Arch::Amd64,

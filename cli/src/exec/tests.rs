@@ -61,6 +61,7 @@ fn cluster() -> Cluster {
         },
         ssh: ssh.clone(),
         artifacts: ArtifactSource::Upstream,
+        artifact_mirror: None,
         backup: None,
         hosts: HOSTS
             .iter()

@@ -201,8 +201,8 @@ pub fn describe_missing(
                              download cache (upstream file {from})"
                         ),
                         format!(
-                            "run again with network access to {from} (or set \
-                             KUBEFORGE_ARTIFACT_MIRROR to a mirror), {offline}"
+                            "run again with network access to {from} (or name a mirror with \
+                             spec.artifacts.mirror or KUBEFORGE_ARTIFACT_MIRROR), {offline}"
                         ),
                     )
                 }

@@ -39,6 +39,7 @@ fn cluster(k8s_minor: u32, k8s_patch: u32, etcd: &str, artifacts: ArtifactSource
         },
         ssh: ssh.clone(),
         artifacts,
+        artifact_mirror: None,
         backup: None,
         hosts: vec![
             host("cp1", "192.0.2.11", Role::ControlPlane),

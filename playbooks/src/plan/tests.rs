@@ -41,6 +41,7 @@ pub(crate) fn cluster(hosts: &[(&str, &str, &[Role])]) -> Cluster {
         },
         ssh: ssh.clone(),
         artifacts: ArtifactSource::Upstream,
+        artifact_mirror: None,
         backup: None,
         hosts: hosts
             .iter()

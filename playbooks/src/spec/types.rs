@@ -205,6 +205,11 @@ pub struct ArtifactsSpec {
     /// bundle; relative paths are taken from the spec file's folder) [upstream].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// With `upstream`: a base URL serving `<mirror>/<component>/<version>/<release file>`
+    /// instead of the projects' release sites (an internal mirror); files are still checked
+    /// against the built-in sha256s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

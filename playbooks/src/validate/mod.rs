@@ -100,6 +100,7 @@ pub fn validate(
     let pki = pki(&mut c, s);
     let ssh = ssh(&mut c, s);
     let artifacts = artifacts(&mut c, s);
+    let artifact_mirror = artifact_mirror(&mut c, s, artifacts.as_ref());
     let backup = backup(&mut c, s);
     let hosts = hosts::hosts(&mut c, s, etcd_topology, network.as_ref(), ssh.as_ref());
     let lb = hosts::load_balancer(&mut c, s, &hosts, network.as_ref());
@@ -127,6 +128,7 @@ pub fn validate(
         pki,
         ssh,
         artifacts,
+        artifact_mirror,
         backup,
         hosts,
     })
@@ -355,6 +357,33 @@ fn artifacts(c: &mut Checker<'_>, s: &Spec) -> Option<ArtifactSource> {
     };
     c.report(path, format!("unknown artifact source `{}`", values::shorten(source)), help);
     None
+}
+
+fn artifact_mirror(
+    c: &mut Checker<'_>,
+    s: &Spec,
+    source: Option<&ArtifactSource>,
+) -> Option<String> {
+    let mirror = s.artifacts.as_ref().and_then(|a| a.mirror.as_deref())?;
+    let path = "spec.artifacts.mirror";
+    if let Some(ArtifactSource::Dir(_)) = source {
+        c.report(
+            path,
+            "a mirror applies to `source: upstream` only",
+            "remove `mirror`, or set `source: upstream` to download from the mirror",
+        );
+        return None;
+    }
+    let rest = mirror.strip_prefix("https://").or_else(|| mirror.strip_prefix("http://"));
+    if rest.is_none_or(|r| r.is_empty() || r.starts_with('/') || r.contains(char::is_whitespace)) {
+        c.report(
+            path,
+            format!("`{}` is not an http:// or https:// URL", values::shorten(mirror)),
+            "write the mirror's base URL, e.g. `https://mirror.example/kubeforge`",
+        );
+        return None;
+    }
+    Some(mirror.trim_end_matches('/').to_string())
 }
 
 fn backup(c: &mut Checker<'_>, s: &Spec) -> Option<Option<Backup>> {

@@ -188,6 +188,29 @@ fn load_balancer_rules() {
 }
 
 #[test]
+fn an_artifact_mirror_is_an_http_url_for_upstream_only() {
+    let with = |artifacts: &str| {
+        spec(&format!(
+            "  kubernetesVersion: v1.33.1\n  artifacts: {artifacts}\n  hosts:\n    - {{name: cp1, address: 10.0.0.11, roles: [control-plane]}}\n"
+        ))
+    };
+    let c = load_str(&with("{mirror: 'https://mirror.example/kf/'}"), "t.yaml").unwrap();
+    assert_eq!(c.artifact_mirror.as_deref(), Some("https://mirror.example/kf"));
+    assert_eq!(c.artifacts, crate::model::ArtifactSource::Upstream);
+    fails(
+        &with("{mirror: 'ftp://m.example'}"),
+        "spec.artifacts.mirror",
+        "not an http:// or https:// URL",
+    );
+    fails(&with("{mirror: 'https://'}"), "spec.artifacts.mirror", "not an http:// or https:// URL");
+    fails(
+        &with("{source: 'dir:./bundle', mirror: 'https://m.example'}"),
+        "spec.artifacts.mirror",
+        "applies to `source: upstream` only",
+    );
+}
+
+#[test]
 fn pki_ssh_artifact_and_backup_rules() {
     let src = spec(&format!(
         "  kubernetesVersion: v1.33.1\n  pki: {{certificateValidity: 365d, caValidity: 1h, extraSANs: ['bad name']}}\n  ssh: {{user: 'a b', port: 0, identityFile: '', bastion: {{port: 22}}}}\n  artifacts: {{source: upstrem}}\n  backup: {{schedule: '61 * * * *', retention: 0, destination: backups}}\n  loadBalancer: {{mode: node-local}}\n{THREE_CP}"

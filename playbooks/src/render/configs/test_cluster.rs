@@ -56,6 +56,7 @@ pub fn stacked() -> Cluster {
         },
         ssh: ssh(),
         artifacts: ArtifactSource::Upstream,
+        artifact_mirror: None,
         backup: Some(Backup {
             schedule: Some("0 3 * * *".into()),
             retention: 7,
