@@ -162,12 +162,8 @@ pub fn generate(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints the expiry table (or JSON); exit status 1 when anything has expired.
-pub fn check_expiration(
-    state: &StateDir,
-    output: OutputFormat,
-    now: OffsetDateTime,
-) -> miette::Result<ExitCode> {
+/// The state dir's PKI, which must exist.
+pub(crate) fn existing_pki(state: &StateDir) -> miette::Result<Store> {
     let store = state.load_pki()?;
     if store.is_empty() {
         return Err(miette!(
@@ -176,6 +172,16 @@ pub fn check_expiration(
             state.pki_dir().display()
         ));
     }
+    Ok(store)
+}
+
+/// Prints the expiry table (or JSON); exit status 1 when anything has expired.
+pub fn check_expiration(
+    state: &StateDir,
+    output: OutputFormat,
+    now: OffsetDateTime,
+) -> miette::Result<ExitCode> {
+    let store = existing_pki(state)?;
     let entries = kubeforge_pki::check_expiration(&store, now).map_err(pki_error)?;
     let mut out = std::io::stdout().lock();
     match output {

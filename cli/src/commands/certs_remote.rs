@@ -129,14 +129,7 @@ pub fn run(
     output: OutputFormat,
     now: OffsetDateTime,
 ) -> miette::Result<ExitCode> {
-    let store = state.load_pki()?;
-    if store.is_empty() {
-        return Err(miette!(
-            help = "run `kubeforge certs generate` first",
-            "no PKI in {}",
-            state.pki_dir().display()
-        ));
-    }
+    let store = super::certs::existing_pki(state)?;
     let secrets = crate::secrets_store::load_or_create(state.root())?;
     let mut tree = RenderTree::default();
     kubeforge_playbooks::render::pki::add_files(
