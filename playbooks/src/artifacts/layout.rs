@@ -52,6 +52,8 @@ pub fn files(component: Component, version: &str) -> &'static [&'static str] {
         Component::KubeProxy => &["kube-proxy.tar"],
         Component::Pause => &["pause.tar"],
         Component::CoreDns => &["coredns.tar"],
+        Component::Flannel => &["flannel.tar"],
+        Component::FlannelCniPlugin => &["flannel-cni-plugin.tar"],
     }
 }
 
@@ -74,6 +76,9 @@ pub fn relative_path(component: Component, version: &str, file: &str) -> PathBuf
 pub fn image_reference(component: Component, version: &str) -> String {
     match component {
         Component::CoreDns => format!("registry.k8s.io/coredns/coredns:{version}"),
+        Component::Flannel | Component::FlannelCniPlugin => {
+            format!("ghcr.io/flannel-io/{}:{version}", component.name())
+        }
         _ => format!("registry.k8s.io/{}:{version}", component.name()),
     }
 }

@@ -75,6 +75,9 @@ pub enum Component {
     KubeProxy,
     Pause,
     CoreDns,
+    /// The CNI add-on's images (the tags pinned in `render::configs::addons::PINNED_IMAGES`).
+    Flannel,
+    FlannelCniPlugin,
     Containerd,
     Runc,
     Crictl,
@@ -98,7 +101,7 @@ pub enum HostScope {
 
 impl Component {
     /// Every component, in install order.
-    pub const ALL: [Component; 13] = [
+    pub const ALL: [Component; 15] = [
         Component::Etcd,
         Component::Containerd,
         Component::Runc,
@@ -112,6 +115,8 @@ impl Component {
         Component::KubeProxy,
         Component::Pause,
         Component::CoreDns,
+        Component::Flannel,
+        Component::FlannelCniPlugin,
     ];
 
     /// The directory name in the layout and the name in messages.
@@ -126,6 +131,8 @@ impl Component {
             Component::KubeProxy => "kube-proxy",
             Component::Pause => "pause",
             Component::CoreDns => "coredns",
+            Component::Flannel => "flannel",
+            Component::FlannelCniPlugin => "flannel-cni-plugin",
             Component::Containerd => "containerd",
             Component::Runc => "runc",
             Component::Crictl => "crictl",
@@ -144,6 +151,8 @@ impl Component {
             | Component::KubeProxy
             | Component::Pause
             | Component::CoreDns
+            | Component::Flannel
+            | Component::FlannelCniPlugin
             | Component::Containerd
             | Component::Runc
             | Component::Crictl
@@ -161,6 +170,8 @@ impl Component {
                 | Component::KubeProxy
                 | Component::Pause
                 | Component::CoreDns
+                | Component::Flannel
+                | Component::FlannelCniPlugin
         )
     }
 }
@@ -291,6 +302,7 @@ pub fn wanted_version(cluster: &Cluster, c: Component) -> Option<String> {
             Component::Crictl => catalog::crictl_version(cluster.kubernetes_version.minor),
             Component::Pause => release?.pause.to_string(),
             Component::CoreDns => release?.coredns.to_string(),
+            Component::Flannel | Component::FlannelCniPlugin => pinned_tag(c)?,
             Component::Kubelet
             | Component::Kubectl
             | Component::KubeApiserver
@@ -299,6 +311,13 @@ pub fn wanted_version(cluster: &Cluster, c: Component) -> Option<String> {
             | Component::KubeProxy => k8s,
         }
     })
+}
+
+/// The tag of an add-on image kubeforge pins (not tied to the Kubernetes release).
+fn pinned_tag(c: Component) -> Option<String> {
+    let (_, image) =
+        crate::render::configs::addons::PINNED_IMAGES.iter().find(|(n, _)| *n == c.name())?;
+    image.rsplit_once(':').map(|(_, tag)| tag.to_string())
 }
 
 /// Resolves every artifact the cluster needs for nodes of one architecture, in install order.
@@ -428,7 +447,9 @@ fn upstream_file(
         | Component::KubeScheduler
         | Component::KubeProxy
         | Component::Pause
-        | Component::CoreDns => return None,
+        | Component::CoreDns
+        | Component::Flannel
+        | Component::FlannelCniPlugin => return None,
     })
 }
 

@@ -15,7 +15,7 @@
 //! | `cni:bridge`, `cni:host-local`, `cni:loopback`, `cni:portmap` | `/opt/cni/bin/<name>` | cni-plugins | control-plane, workers | control planes, workers |
 //! | `image:kube-apiserver`, `image:kube-controller-manager`, `image:kube-scheduler` | image archive | static pods | control-plane | control planes |
 //! | `image:pause` | image archive | sandbox image | control-plane, workers | control planes, workers |
-//! | `image:kube-proxy`, `image:coredns` | image archive | add-ons | addons | every kubelet host |
+//! | `image:kube-proxy`, `image:coredns`, `image:flannel`, `image:flannel-cni-plugin` | image archive | add-ons | addons | every kubelet host |
 //!
 //! Binaries are keyed by their file name, CNI plugins by `cni:<plugin>`, image archives by
 //! `image:<component>`; [`layout::node_path`] says where a binary goes and
@@ -85,7 +85,9 @@ fn phase_components(phase: Phase) -> (&'static [Component], HostScope, bool) {
             false,
         ),
         Phase::Workers => (&[Kubelet, Crictl, CniPlugins, Pause], HostScope::Workers, false),
-        Phase::Addons => (&[KubeProxy, CoreDns], HostScope::KubeletHosts, false),
+        Phase::Addons => {
+            (&[KubeProxy, CoreDns, Flannel, FlannelCniPlugin], HostScope::KubeletHosts, false)
+        }
         Phase::Preflight | Phase::Os | Phase::Pki | Phase::LoadBalancer => {
             (&[], HostScope::AllHosts, false)
         }
@@ -236,6 +238,9 @@ fn version_hint(component: Component) -> String {
         Component::CniPlugins => "; the version is kubeforge's default CNI plugins release".into(),
         Component::Pause | Component::CoreDns => {
             "; the version is the one kubeadm pairs with spec.kubernetesVersion".into()
+        }
+        Component::Flannel | Component::FlannelCniPlugin => {
+            "; the version is the one kubeforge's flannel manifest pins".into()
         }
         Component::Crictl => "; crictl follows the Kubernetes minor (v1.<minor>.0)".into(),
         Component::Kubelet

@@ -304,7 +304,10 @@ mod needs_tests {
                 "image:pause"
             ]
         );
-        assert_eq!(keys(&c, Phase::Addons), ["image:kube-proxy", "image:coredns"]);
+        assert_eq!(
+            keys(&c, Phase::Addons),
+            ["image:kube-proxy", "image:coredns", "image:flannel", "image:flannel-cni-plugin"]
+        );
         for phase in [Phase::Preflight, Phase::Os, Phase::Pki, Phase::LoadBalancer] {
             assert!(keys(&c, phase).is_empty(), "{phase}");
         }
@@ -380,4 +383,15 @@ fn cached_arch_reads_the_cache_layout() {
     assert_eq!(needs::cached_arch("/c/amd64/cni-plugins/v1.8.0/bridge"), Some(Arch::Amd64));
     assert_eq!(needs::cached_arch("/srv/bundle/etcd/v3.5.21/etcd"), None);
     assert_eq!(needs::cached_arch("etcd"), None);
+}
+
+#[test]
+fn offline_flannel_archives_hold_exactly_the_images_the_manifest_runs() {
+    let c = cluster(33, 1, "v3.5.21", ArtifactSource::Dir("/srv/a".into()));
+    for (name, image) in crate::render::configs::addons::PINNED_IMAGES {
+        let component = Component::ALL.into_iter().find(|c| c.name() == name).expect(name);
+        assert!(component.is_image(), "{name}");
+        let version = super::wanted_version(&c, component).expect("pinned tag");
+        assert_eq!(layout::image_reference(component, &version), image);
+    }
 }

@@ -22,7 +22,7 @@ use crate::model::Host;
 const ADDONS_DIR: &str = "/etc/kubernetes/addons/";
 /// Changed manifests wait here until `kubectl apply` has accepted them.
 pub(crate) const STAGING_DIR: &str = "/var/lib/kubeforge/addons-staging";
-pub(crate) const IMAGES: [&str; 2] = ["kube-proxy", "coredns"];
+pub(crate) const IMAGES: [&str; 4] = ["kube-proxy", "coredns", "flannel", "flannel-cni-plugin"];
 
 /// Whether the addons phase owns a render-tree path.
 pub(crate) fn owns(path: &str) -> bool {
