@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use kubeforge::etcd::{Endpoint, EtcdClient, EtcdTls, Timeouts, wait_healthy};
@@ -22,20 +22,52 @@ pub fn enabled() -> bool {
     false
 }
 
-/// `KUBEFORGE_BIN`, else the `kubeforge` binary next to the running test's target directory.
+/// `KUBEFORGE_BIN`, else the current `kubeforge` binary, built on first use.
 pub fn kubeforge_bin() -> PathBuf {
+    try_kubeforge_bin().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like [`kubeforge_bin`], for callers that must not panic (a `Drop`).
+pub fn try_kubeforge_bin() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("KUBEFORGE_BIN") {
-        return PathBuf::from(p);
+        return Ok(PathBuf::from(p));
     }
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("kubeforge"));
-    match bin {
-        Some(b) if b.is_file() => b,
-        _ => panic!(
-            "kubeforge binary not found next to {}; run `cargo build -p kubeforge` first or set KUBEFORGE_BIN",
-            exe.display()
-        ),
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT.get_or_init(build_kubeforge).clone()
+}
+
+/// Builds `kubeforge` with the cargo that runs these tests, in this test binary's profile.
+/// `cargo test --workspace` builds a package's binaries only for that package's own
+/// integration tests, and `cli` has none: without this the lab tests would find no binary on a
+/// clean checkout, or run a stale one left by an earlier `cargo build`.
+fn build_kubeforge() -> Result<PathBuf, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    let exe = std::env::current_exe().map_err(|e| format!("test binary path: {e}"))?;
+    // target/<profile>/deps/<test>: build the binary in the same profile.
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::file_name)
+        .and_then(|p| p.to_str())
+        .map(|p| if p == "debug" { "dev" } else { p })
+        .unwrap_or("dev")
+        .to_string();
+    let out = Command::new(&cargo)
+        .current_dir(root)
+        .args(["build", "-p", "kubeforge", "--bin", "kubeforge", "--profile", &profile])
+        .args(["--message-format", "json-render-diagnostics"])
+        .output()
+        .map_err(|e| format!("run {}: {e}", cargo.to_string_lossy()))?;
+    if !out.status.success() {
+        return Err(format!("cargo build -p kubeforge failed: {}", text(&out)));
     }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "kubeforge")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| format!("cargo build -p kubeforge named no executable: {}", text(&out)))
 }
 
 /// Runs kubeforge in `dir`.
@@ -138,7 +170,21 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = self.run(&["lab", "down", "--name", &self.name]);
+        // Never panic here: a second panic while a test unwinds aborts the whole test binary.
+        match try_kubeforge_bin() {
+            Ok(bin) => {
+                let down = Command::new(bin)
+                    .current_dir(self.dir.path())
+                    .args(["lab", "down", "--name", &self.name])
+                    .output();
+                match down {
+                    Ok(out) if out.status.success() => {}
+                    Ok(out) => eprintln!("lab down --name {}: {}", self.name, text(&out)),
+                    Err(e) => eprintln!("lab down --name {}: {e}", self.name),
+                }
+            }
+            Err(e) => eprintln!("lab {} not brought down: {e}", self.name),
+        }
     }
 }
 
