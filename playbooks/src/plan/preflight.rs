@@ -291,6 +291,7 @@ mod tests {
     use super::super::tests::{cluster, fresh_facts, tree};
     use super::super::{
         ArtifactInventory, HostProbe, LocalArtifact, Observed, Phase, PhaseSelection, PlanInput,
+        Problem,
     };
     use crate::facts::HostFacts;
     use crate::model::{ArtifactSource, Cluster, Role};
@@ -314,14 +315,15 @@ mod tests {
         (c, facts, inventory)
     }
 
-    /// The `artifacts` problems per host, from the preflight checks alone (other phases' planners
-    /// are not involved).
-    fn artifact_messages(
+    /// The problems of one preflight `check` per host, from the preflight checks alone (other
+    /// phases' planners are not involved); hosts without such a problem are left out.
+    fn problems_of(
         c: &Cluster,
         facts: &BTreeMap<String, HostProbe>,
         inventory: &ArtifactInventory,
         until: Phase,
-    ) -> BTreeMap<String, Vec<(String, String)>> {
+        check: &str,
+    ) -> BTreeMap<String, Vec<Problem>> {
         let tree = tree(&["cp1", "w1"]);
         let selection = PhaseSelection::new(Some(until), &[]);
         let input = PlanInput {
@@ -339,13 +341,23 @@ mod tests {
         super::check(input, &reachable)
             .into_iter()
             .filter_map(|(host, problems)| {
-                let found: Vec<(String, String)> = problems
-                    .into_iter()
-                    .filter(|p| p.check == "artifacts")
-                    .map(|p| (p.message, p.remedy))
-                    .collect();
+                let found: Vec<Problem> =
+                    problems.into_iter().filter(|p| p.check == check).collect();
                 (!found.is_empty()).then_some((host, found))
             })
+            .collect()
+    }
+
+    /// The `artifacts` problems per host, as (message, remedy).
+    fn artifact_messages(
+        c: &Cluster,
+        facts: &BTreeMap<String, HostProbe>,
+        inventory: &ArtifactInventory,
+        until: Phase,
+    ) -> BTreeMap<String, Vec<(String, String)>> {
+        problems_of(c, facts, inventory, until, "artifacts")
+            .into_iter()
+            .map(|(host, ps)| (host, ps.into_iter().map(|p| (p.message, p.remedy)).collect()))
             .collect()
     }
 
@@ -355,33 +367,14 @@ mod tests {
         if let Some(Ok(f)) = facts.get_mut("w1") {
             f.hostname = "worker-17".into();
         }
-        let problems = |until: Phase| {
-            let tree = tree(&["cp1", "w1"]);
-            let selection = PhaseSelection::new(Some(until), &[]);
-            let input = PlanInput {
-                cluster: &c,
-                tree: &tree,
-                facts: &facts,
-                artifacts: &inventory,
-                selection: &selection,
-                observed: &Observed::default(),
-            };
-            let reachable = facts
-                .iter()
-                .filter_map(|(h, f)| Some((h.as_str(), f.as_ref().ok()?)))
-                .collect::<BTreeMap<&str, &HostFacts>>();
-            super::check(input, &reachable)
-                .into_iter()
-                .flat_map(|(h, ps)| ps.into_iter().map(move |p| (h.clone(), p)))
-                .filter(|(_, p)| p.check == "node-name")
-                .collect::<Vec<_>>()
-        };
-        assert!(problems(Phase::LoadBalancer).is_empty(), "no kubelet phase selected");
-        let found = problems(Phase::Workers);
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].0, "w1");
-        assert!(found[0].1.message.contains("`worker-17`"), "{}", found[0].1.message);
-        assert!(found[0].1.remedy.contains("hostnamectl set-hostname w1"));
+        let none = problems_of(&c, &facts, &inventory, Phase::LoadBalancer, "node-name");
+        assert!(none.is_empty(), "no kubelet phase selected: {none:?}");
+        let found = problems_of(&c, &facts, &inventory, Phase::Workers, "node-name");
+        assert_eq!(found.keys().collect::<Vec<_>>(), ["w1"], "{found:?}");
+        let w1 = &found["w1"];
+        assert_eq!(w1.len(), 1, "{w1:?}");
+        assert!(w1[0].message.contains("`worker-17`"), "{}", w1[0].message);
+        assert!(w1[0].remedy.contains("hostnamectl set-hostname w1"));
     }
 
     #[test]
