@@ -106,7 +106,7 @@ pub enum Recorded {
     ReadFile { path: String },
     FileSha256 { path: String },
     PutFile { path: String, outcome: Option<PutOutcome> },
-    Forward { remote_port: u16 },
+    Forward { remote: SocketAddr },
 }
 
 struct Injection {
@@ -122,7 +122,7 @@ struct State {
     handlers: Vec<(Match, Handler)>,
     injections: Vec<Injection>,
     put_failures: BTreeMap<String, Failure>,
-    ports: BTreeMap<u16, SocketAddr>,
+    ports: BTreeMap<SocketAddr, SocketAddr>,
     log: Vec<Recorded>,
 }
 
@@ -219,7 +219,12 @@ impl FakeHost {
 
     /// Lets [`Transport::forward_local`] to `remote_port` reach `local` (e.g. a test server).
     pub fn expose_port(&self, remote_port: u16, local: SocketAddr) -> &Self {
-        self.lock().ports.insert(remote_port, local);
+        self.expose(SocketAddr::from(([127, 0, 0, 1], remote_port)), local)
+    }
+
+    /// Lets [`Transport::forward_to`] to `remote` (an address as seen from the host) reach `local`.
+    pub fn expose(&self, remote: SocketAddr, local: SocketAddr) -> &Self {
+        self.lock().ports.insert(remote, local);
         self
     }
 
@@ -394,15 +399,15 @@ impl Transport for FakeHost {
         Box::pin(async move { self.put_now(file) })
     }
 
-    fn forward_local(&self, remote_port: u16) -> TransportFuture<'_, LocalForward> {
+    fn forward_to(&self, remote: SocketAddr) -> TransportFuture<'_, LocalForward> {
         Box::pin(async move {
             let mut st = self.lock();
-            st.log.push(Recorded::Forward { remote_port });
-            match st.ports.get(&remote_port) {
+            st.log.push(Recorded::Forward { remote });
+            match st.ports.get(&remote) {
                 Some(addr) => Ok(LocalForward::new(*addr, None)),
                 None => Err(TransportError::Ssh {
                     host: self.name.clone(),
-                    operation: format!("forwarding to 127.0.0.1:{remote_port}"),
+                    operation: format!("forwarding to {remote}"),
                     detail: "connection refused on the host (nothing listens there)".into(),
                 }),
             }

@@ -1,7 +1,9 @@
 //! Local port forwarding over SSH: a loopback listener whose connections are tunnelled through
-//! `direct-tcpip` channels to the host's `127.0.0.1:PORT`. Owns the listener task and its
-//! lifetime; it never listens on anything but 127.0.0.1.
+//! `direct-tcpip` channels to an address as the host reaches it (its `127.0.0.1:PORT`, or its
+//! own address). Owns the listener task and its lifetime; it never listens on anything but
+//! 127.0.0.1.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -24,12 +26,13 @@ impl Drop for AbortOnDrop {
 pub(crate) async fn start(
     host: String,
     handle: Arc<SshHandle>,
-    remote_port: u16,
+    remote: SocketAddr,
 ) -> Result<LocalForward, TransportError> {
-    let op = format!("forwarding to 127.0.0.1:{remote_port}");
+    let op = format!("forwarding to {remote}");
+    let (remote_host, remote_port) = (remote.ip().to_string(), u32::from(remote.port()));
     // Probe once so a closed port is reported now rather than as a reset connection later.
     let probe =
-        handle.channel_open_direct_tcpip("127.0.0.1", u32::from(remote_port), "127.0.0.1", 0).await;
+        handle.channel_open_direct_tcpip(remote_host.as_str(), remote_port, "127.0.0.1", 0).await;
     match probe {
         Ok(ch) => drop(ch.into_stream()),
         Err(e) => return Err(TransportError::Ssh { host, operation: op, detail: e.to_string() }),
@@ -49,11 +52,12 @@ pub(crate) async fn start(
             let Ok((mut socket, peer)) = listener.accept().await else { continue };
             let handle = handle.clone();
             let host = host.clone();
+            let remote_host = remote_host.clone();
             tunnels.spawn(async move {
                 let channel = handle
                     .channel_open_direct_tcpip(
-                        "127.0.0.1",
-                        u32::from(remote_port),
+                        remote_host.as_str(),
+                        remote_port,
                         "127.0.0.1",
                         u32::from(peer.port()),
                     )
@@ -64,7 +68,7 @@ pub(crate) async fn start(
                         let _ = tokio::io::copy_bidirectional(&mut socket, &mut stream).await;
                     }
                     Err(e) => {
-                        tracing::warn!(host, "forward to 127.0.0.1:{remote_port} failed: {e}")
+                        tracing::warn!(host, "forward to {remote} failed: {e}")
                     }
                 }
             });

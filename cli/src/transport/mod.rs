@@ -61,9 +61,15 @@ pub trait Transport: Send + Sync {
     /// its sha256, mode and owner already match. Missing parent directories are created (0755).
     fn put_file<'a>(&'a self, file: &'a PutFile) -> TransportFuture<'a, PutOutcome>;
 
-    /// Opens a listener on the local loopback that tunnels each accepted connection to the
-    /// host's `127.0.0.1:remote_port`. The tunnel stops when the [`LocalForward`] is dropped.
-    fn forward_local(&self, remote_port: u16) -> TransportFuture<'_, LocalForward>;
+    /// Opens a listener on the local loopback that tunnels each accepted connection to
+    /// `remote` as the host itself reaches it (its loopback or its own address). The tunnel
+    /// stops when the [`LocalForward`] is dropped.
+    fn forward_to(&self, remote: SocketAddr) -> TransportFuture<'_, LocalForward>;
+
+    /// [`Transport::forward_to`] the host's `127.0.0.1:remote_port`.
+    fn forward_local(&self, remote_port: u16) -> TransportFuture<'_, LocalForward> {
+        self.forward_to(SocketAddr::from(([127, 0, 0, 1], remote_port)))
+    }
 }
 
 /// Opens transports. One call per host per run; the result is reused for the whole run.

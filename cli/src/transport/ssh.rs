@@ -8,6 +8,7 @@
 //! `MaxSessions 10` (a semaphore bounds concurrent session channels per connection).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -685,8 +686,8 @@ impl Transport for SshTransport {
         Box::pin(self.put(file))
     }
 
-    fn forward_local(&self, remote_port: u16) -> TransportFuture<'_, LocalForward> {
-        Box::pin(forward::start(self.host.clone(), self.handle.clone(), remote_port))
+    fn forward_to(&self, remote: SocketAddr) -> TransportFuture<'_, LocalForward> {
+        Box::pin(forward::start(self.host.clone(), self.handle.clone(), remote))
     }
 }
 
