@@ -14,4 +14,5 @@ pub mod observe;
 pub mod secrets_store;
 pub mod spec_file;
 pub mod state;
+pub mod tls_peek;
 pub mod transport;

@@ -1,7 +1,9 @@
 //! `certs check-expiration --remote`: the certificates and kubeconfigs actually on the hosts,
-//! read over SSH at their node paths, with their expiry and whether each still matches the
-//! state dir (a renewal not yet applied shows as `differs`). Read-only on the hosts; key files
-//! are never read, and a kubeconfig's contents never leave this process.
+//! read over SSH at their node paths, and the certificates their etcd, kube-apiserver and
+//! kubelet processes actually serve (`served`), each with its expiry and whether it still
+//! matches the state dir: a renewal not yet applied shows as `differs` on the file, one applied
+//! but not yet picked up by the process as `differs` on the endpoint. Read-only on the hosts;
+//! key files are never read, and a kubeconfig's contents never leave this process.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -10,6 +12,7 @@ use std::sync::Arc;
 
 use kubeforge_pki::{ExpiryEntry, ExpiryStatus, Store};
 use kubeforge_playbooks::model::Cluster;
+use kubeforge_playbooks::render::served::served_endpoints;
 use kubeforge_playbooks::render::{RenderInput, RenderTree};
 use miette::{IntoDiagnostic as _, miette};
 use serde::Serialize;
@@ -29,16 +32,21 @@ pub enum OnHost {
     /// Present but different (an older certificate, or edited on the host).
     Differs,
     Missing,
+    /// Nothing listens on the endpoint (the component is not running, or not installed yet).
+    NotServing,
     /// The host or the file could not be read; the reason.
     Unreadable(String),
 }
 
-/// One certificate file on one host.
+/// One certificate file on one host, or one certificate a host serves.
 #[derive(Debug, Clone)]
 pub struct RemoteCert {
     pub host: String,
-    /// The node path, e.g. `/etc/kubernetes/pki/apiserver.crt`.
+    /// The node path, e.g. `/etc/kubernetes/pki/apiserver.crt`, or for a served certificate
+    /// the endpoint, e.g. `https://10.0.0.11:2379`.
     pub path: String,
+    /// For a served certificate, what serves it (`etcd client`, `kube-apiserver`, ...).
+    pub served_by: Option<&'static str>,
     pub on_host: OnHost,
     /// Parsed from the host's copy; `None` when missing or unreadable.
     pub expiry: Option<ExpiryEntry>,
@@ -73,12 +81,7 @@ pub async fn inspect_hosts(
     state: &Store,
     now: OffsetDateTime,
 ) -> Vec<RemoteCert> {
-    // The CA keys the state holds, so that "externally managed" is judged as for the state.
-    let ca_keys: Store = state
-        .iter()
-        .filter(|(p, _)| p.ends_with(".key") && !p.starts_with("nodes/"))
-        .map(|(p, _)| (p.clone(), Vec::new()))
-        .collect();
+    let ca_keys = ca_keys(state);
     let mut out = Vec::new();
     for (host, files) in &tree.hosts {
         for (path, wanted) in files.iter().filter(|(p, _)| is_certificate_path(p)) {
@@ -94,31 +97,50 @@ pub async fn inspect_hosts(
                     (OnHost::Unreadable(reason), None)
                 }
             };
-            let expiry = match bytes {
-                Some(bytes) => {
-                    let mut one = ca_keys.clone();
-                    let key = store_path(host, path);
-                    one.insert(key.clone(), bytes);
-                    match kubeforge_pki::check_expiration(&one, now) {
-                        Ok(entries) => entries.into_iter().find(|e| e.path == key),
-                        Err(e) => {
-                            let reason = format!("not a certificate kubeforge can read: {e}");
-                            out.push(RemoteCert {
-                                host: host.clone(),
-                                path: path.clone(),
-                                on_host: OnHost::Unreadable(reason),
-                                expiry: None,
-                            });
-                            continue;
-                        }
-                    }
+            let expiry = match bytes.map(|b| expiry_of(&ca_keys, host, path, b, now)).transpose() {
+                Ok(expiry) => expiry.flatten(),
+                Err(reason) => {
+                    out.push(RemoteCert {
+                        host: host.clone(),
+                        path: path.clone(),
+                        served_by: None,
+                        on_host: OnHost::Unreadable(reason),
+                        expiry: None,
+                    });
+                    continue;
                 }
-                None => None,
             };
-            out.push(RemoteCert { host: host.clone(), path: path.clone(), on_host, expiry });
+            let (host, path) = (host.clone(), path.clone());
+            out.push(RemoteCert { host, path, served_by: None, on_host, expiry });
         }
     }
     out
+}
+
+/// The CA keys the state holds (names only), so that "externally managed" is judged for a
+/// host's certificate as for the state's.
+fn ca_keys(state: &Store) -> Store {
+    state
+        .iter()
+        .filter(|(p, _)| p.ends_with(".key") && !p.starts_with("nodes/"))
+        .map(|(p, _)| (p.clone(), Vec::new()))
+        .collect()
+}
+
+/// The expiry entry of a certificate (PEM, or a kubeconfig) found on `host` for `node_path`.
+fn expiry_of(
+    ca_keys: &Store,
+    host: &str,
+    node_path: &str,
+    bytes: Vec<u8>,
+    now: OffsetDateTime,
+) -> Result<Option<ExpiryEntry>, String> {
+    let mut one = ca_keys.clone();
+    let key = store_path(host, node_path);
+    one.insert(key.clone(), bytes);
+    kubeforge_pki::check_expiration(&one, now)
+        .map(|entries| entries.into_iter().find(|e| e.path == key))
+        .map_err(|e| format!("not a certificate kubeforge can read: {e}"))
 }
 
 /// The command: connect to every host, inspect, print; exit 1 when a certificate on a host has
@@ -159,7 +181,12 @@ pub fn run(
                 Err(e) => tracing::error!("a connection task failed: {e}"),
             }
         }
-        inspect_hosts(&tree, &transports, &unreachable, &store, now).await
+        let mut certs = inspect_hosts(&tree, &transports, &unreachable, &store, now).await;
+        let endpoints = served_endpoints(cluster);
+        certs.extend(
+            served::inspect_served(&endpoints, &tree, &transports, &unreachable, &store, now).await,
+        );
+        certs
     });
     print(&certs, output)?;
     let failed = certs.iter().any(|c| {
@@ -174,6 +201,7 @@ fn on_host_text(on_host: &OnHost) -> String {
         OnHost::Matches => "matches".into(),
         OnHost::Differs => "differs".into(),
         OnHost::Missing => "missing".into(),
+        OnHost::NotServing => "not serving".into(),
         OnHost::Unreadable(reason) => format!("unreadable: {reason}"),
     }
 }
@@ -185,7 +213,7 @@ fn print(certs: &[RemoteCert], output: OutputFormat) -> miette::Result<()> {
             .iter()
             .map(|c| {
                 serde_json::json!({
-                    "host": c.host, "path": c.path, "onHost": c.on_host,
+                    "host": c.host, "path": c.path, "servedBy": c.served_by, "onHost": c.on_host,
                     "subject": c.expiry.as_ref().map(|e| &e.subject),
                     "notAfter": c.expiry.as_ref().map(|e| e.not_after_rfc3339()),
                     "residualSeconds": c.expiry.as_ref().map(|e| e.residual_seconds),
@@ -195,7 +223,7 @@ fn print(certs: &[RemoteCert], output: OutputFormat) -> miette::Result<()> {
         writeln!(out, "{:#}", serde_json::Value::Array(json)).into_diagnostic()?;
         return Ok(());
     }
-    let header = ["HOST", "FILE", "SUBJECT", "EXPIRES", "RESIDUAL", "VS STATE DIR"];
+    let header = ["HOST", "FILE OR ENDPOINT", "SUBJECT", "EXPIRES", "RESIDUAL", "VS STATE DIR"];
     let rows: Vec<[String; 6]> = certs
         .iter()
         .map(|c| {
@@ -203,12 +231,18 @@ fn print(certs: &[RemoteCert], output: OutputFormat) -> miette::Result<()> {
                 Some(e) => (e.subject.clone(), e.not_after_rfc3339(), e.residual()),
                 None => ("-".into(), "-".into(), "-".into()),
             };
-            [c.host.clone(), c.path.clone(), subject, expires, residual, on_host_text(&c.on_host)]
+            let path = match c.served_by {
+                Some(component) => format!("{} ({component})", c.path),
+                None => c.path.clone(),
+            };
+            [c.host.clone(), path, subject, expires, residual, on_host_text(&c.on_host)]
         })
         .collect();
     super::certs::write_table(&mut out, header, &rows)?;
     Ok(())
 }
+
+mod served;
 
 #[cfg(test)]
 mod tests;

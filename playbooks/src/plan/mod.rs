@@ -194,7 +194,7 @@ fn unreachable(reason: &str) -> Problem {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod tests_control_plane;
 #[cfg(test)]

@@ -184,7 +184,7 @@ fn ports_for(input: PlanInput<'_>, host: &Host) -> Vec<(u16, &'static str, &'sta
         ports.push((2380, "etcd peers", "etcd.service"));
     }
     if host.runs_kubelet() {
-        ports.push((10250, "kubelet", "kubelet.service"));
+        ports.push((crate::render::served::KUBELET_PORT, "kubelet", "kubelet.service"));
     }
     let lb_port = cluster.control_plane_endpoint.as_ref().map(|e| e.port);
     let runs_haproxy = match cluster.load_balancer.mode {

@@ -46,6 +46,7 @@ pub struct DuplicateFile {
 
 pub mod configs;
 pub mod pki;
+pub mod served;
 
 use crate::model::Cluster;
 use crate::secrets::ClusterSecrets;

@@ -117,3 +117,66 @@ fn a_file_that_is_not_a_certificate_is_named_not_fatal() {
         .unwrap();
     assert!(matches!(&bad.on_host, OnHost::Unreadable(r) if r.contains("not a certificate")));
 }
+
+#[test]
+fn served_certificates_are_read_through_forwards_and_compared_with_the_state() {
+    use kubeforge_playbooks::render::served::served_endpoints;
+
+    use super::served::inspect_served;
+    use crate::tls_peek::tests::serve_tls;
+
+    let cluster = kubeforge_playbooks::spec::load_str(SPEC, "remote.yaml").unwrap();
+    let req = pki_request(&cluster);
+    let issued = |seed| {
+        kubeforge_pki::generate(&req, &Store::new(), now(), &mut SeededSerials::new(seed))
+            .unwrap()
+            .store
+    };
+    let (state, older) = (issued(1), issued(2));
+    let tree = pki_tree(&state);
+    // cp1's etcd serves the state's certificate on its client port but still an older one on
+    // its peer port (renewed, applied, not yet restarted); its apiserver is not running.
+    let client = serve_tls(
+        &state["nodes/cp1/etcd/server.crt"],
+        &state["nodes/cp1/etcd/server.key"],
+        Some(&state["etcd/ca.crt"]),
+    );
+    let peer =
+        serve_tls(&older["nodes/cp1/etcd/peer.crt"], &older["nodes/cp1/etcd/peer.key"], None);
+    let cp1 = FakeHost::new("cp1");
+    cp1.expose("10.0.0.11:2379".parse().unwrap(), client);
+    cp1.expose("10.0.0.11:2380".parse().unwrap(), peer);
+    let transports: BTreeMap<String, Arc<dyn Transport>> =
+        [("cp1".to_string(), Arc::new(cp1) as Arc<dyn Transport>)].into();
+    let unreachable = [("w1".to_string(), "w1: cannot connect".to_string())].into();
+    let endpoints = served_endpoints(&cluster);
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let served =
+        rt.block_on(inspect_served(&endpoints, &tree, &transports, &unreachable, &state, now()));
+    let listed: Vec<(&str, &str, Option<&str>, &OnHost)> = served
+        .iter()
+        .map(|c| (c.host.as_str(), c.path.as_str(), c.served_by, &c.on_host))
+        .collect();
+    let unreadable = OnHost::Unreadable("w1: cannot connect".into());
+    assert_eq!(
+        listed,
+        [
+            ("cp1", "https://10.0.0.11:2379", Some("etcd client"), &OnHost::Matches),
+            ("cp1", "https://10.0.0.11:2380", Some("etcd peer"), &OnHost::Differs),
+            ("cp1", "https://10.0.0.11:6443", Some("kube-apiserver"), &OnHost::NotServing),
+            ("cp1", "https://10.0.0.11:10250", Some("kubelet"), &OnHost::NotServing),
+            ("w1", "https://10.0.0.21:10250", Some("kubelet"), &unreadable),
+        ]
+    );
+    let client = served[0].expiry.as_ref().expect("the served certificate is parsed");
+    assert_eq!(client.name, "etcd/server");
+    assert!(client.subject.contains("cp1"), "{}", client.subject);
+    let peer = served[1].expiry.as_ref().expect("parsed");
+    let state_peer = kubeforge_pki::check_expiration(&state, now())
+        .unwrap()
+        .into_iter()
+        .find(|e| e.path == "nodes/cp1/etcd/peer.crt")
+        .unwrap();
+    assert_eq!(peer.subject, state_peer.subject, "same profile, another issue");
+}
