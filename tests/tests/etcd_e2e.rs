@@ -7,6 +7,7 @@
 //! KUBEFORGE_E2E=1 and prints why it skipped otherwise. Each test brings up its own lab (unique
 //! name) and always brings it down.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -16,6 +17,7 @@ use kubeforge_tests::lab::{
     ETCD_TIMEOUTS as T, Lab, assert_all_written, assert_etcd_members as assert_members, enabled,
     etcd_endpoints as endpoints, etcd_writer, runtime,
 };
+use serde_json::Value;
 
 const UNTIL: &str = "loadbalancer";
 
@@ -66,6 +68,56 @@ fn stacked_three_control_planes_form_a_healthy_cluster_and_converge() {
         }
     });
     assert!(refused, "a certificate from the Kubernetes CA must not be accepted by etcd");
+    served_certificates_follow_a_renewal(&lab);
+}
+
+/// `certs check-expiration --remote -o json` (exit 0): (host, file or endpoint) → onHost.
+fn remote_certs(lab: &Lab) -> BTreeMap<(String, String), Value> {
+    let out =
+        lab.ok(&["-o", "json", "certs", "check-expiration", "-f", lab.spec_arg(), "--remote"]);
+    let all: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    all.into_iter()
+        .map(|c| {
+            let key = (c["host"].as_str().unwrap().to_string(), c["path"].as_str().unwrap().into());
+            (key, c["onHost"].clone())
+        })
+        .collect()
+}
+
+/// A renewed etcd server certificate shows as `differs` on cp1's file and on what its etcd
+/// serves; after apply (which restarts that member) both match, and the other members' served
+/// certificates matched throughout. The kube-apiserver is not running (`--until loadbalancer`).
+fn served_certificates_follow_a_renewal(lab: &Lab) {
+    let key = |host: &str, path: &str| (host.to_string(), path.to_string());
+    let certs = remote_certs(lab);
+    // The endpoint `https://<host address>:<port>` that `host` serves.
+    let endpoint = |host: &str, port: u16| {
+        let suffix = format!(":{port}");
+        certs
+            .keys()
+            .find(|(h, p)| h == host && p.starts_with("https://") && p.ends_with(&suffix))
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| panic!("{host} has no endpoint on port {port}: {certs:?}"))
+    };
+    for host in ["cp1", "cp2", "cp3"] {
+        assert_eq!(certs[&key(host, &endpoint(host, 2379))], "matches", "{host} etcd client");
+        assert_eq!(certs[&key(host, &endpoint(host, 2380))], "matches", "{host} etcd peer");
+        assert_eq!(certs[&key(host, &endpoint(host, 6443))], "not-serving", "{host} apiserver");
+    }
+    let cp1_client = endpoint("cp1", 2379);
+    let file = "/etc/kubernetes/pki/etcd/server.crt";
+
+    lab.ok(&["certs", "renew", "cp1/etcd-server", "-f", lab.spec_arg()]);
+    let renewed = remote_certs(lab);
+    assert_eq!(renewed[&key("cp1", file)], "differs", "renewed, not applied");
+    assert_eq!(renewed[&key("cp1", &cp1_client)], "differs", "still serving the old one");
+    assert_eq!(renewed[&key("cp2", file)], "matches", "only cp1's was renewed");
+
+    apply(lab);
+    let applied = remote_certs(lab);
+    assert_eq!(applied[&key("cp1", file)], "matches");
+    assert_eq!(applied[&key("cp1", &cp1_client)], "matches", "the restarted member serves it");
+    lab.assert_converged(UNTIL);
 }
 
 #[test]
