@@ -41,15 +41,18 @@ fn pki_tree(store: &Store) -> RenderTree {
     tree
 }
 
-#[test]
-fn every_certificate_on_every_host_is_read_and_compared_with_the_state() {
+/// The spec's PKI as issued with serials from `seed`: another seed gives another issue of the
+/// same certificates (as a renewal would).
+fn issued(seed: u64) -> Store {
     let cluster = kubeforge_playbooks::spec::load_str(SPEC, "remote.yaml").unwrap();
     let req = pki_request(&cluster);
-    let issued = |seed| {
-        kubeforge_pki::generate(&req, &Store::new(), now(), &mut SeededSerials::new(seed))
-            .unwrap()
-            .store
-    };
+    kubeforge_pki::generate(&req, &Store::new(), now(), &mut SeededSerials::new(seed))
+        .unwrap()
+        .store
+}
+
+#[test]
+fn every_certificate_on_every_host_is_read_and_compared_with_the_state() {
     let (state, older) = (issued(1), issued(2));
     let tree = pki_tree(&state);
     let old_tree = pki_tree(&older);
@@ -95,15 +98,7 @@ fn every_certificate_on_every_host_is_read_and_compared_with_the_state() {
 
 #[test]
 fn a_file_that_is_not_a_certificate_is_named_not_fatal() {
-    let cluster = kubeforge_playbooks::spec::load_str(SPEC, "remote.yaml").unwrap();
-    let state = kubeforge_pki::generate(
-        &pki_request(&cluster),
-        &Store::new(),
-        now(),
-        &mut SeededSerials::new(5),
-    )
-    .unwrap()
-    .store;
+    let state = issued(5);
     let tree = pki_tree(&state);
     let w1 = FakeHost::new("w1")
         .with_file("/var/lib/kubelet/pki/kubelet.crt", FakeFile::new("garbage", 0o644));
@@ -125,15 +120,9 @@ fn served_certificates_are_read_through_forwards_and_compared_with_the_state() {
     use super::served::inspect_served;
     use crate::tls_peek::tests::serve_tls;
 
-    let cluster = kubeforge_playbooks::spec::load_str(SPEC, "remote.yaml").unwrap();
-    let req = pki_request(&cluster);
-    let issued = |seed| {
-        kubeforge_pki::generate(&req, &Store::new(), now(), &mut SeededSerials::new(seed))
-            .unwrap()
-            .store
-    };
     let (state, older) = (issued(1), issued(2));
     let tree = pki_tree(&state);
+    let cluster = kubeforge_playbooks::spec::load_str(SPEC, "remote.yaml").unwrap();
     // cp1's etcd serves the state's certificate on its client port but still an older one on
     // its peer port (renewed, applied, not yet restarted); its apiserver is not running.
     let client = serve_tls(
