@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 /// PEM-encodes one block.
-pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
     let b64 = STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     for line in b64.as_bytes().chunks(64) {
@@ -17,7 +17,7 @@ pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
 }
 
 /// Every PEM block in `text` as (label, DER), in order. Text outside blocks is ignored.
-pub(crate) fn pem_blocks(text: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+pub fn pem_blocks(text: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
     let text = std::str::from_utf8(text).map_err(|_| "not UTF-8 PEM text".to_string())?;
     let mut blocks = Vec::new();
     let mut current: Option<(String, String)> = None;

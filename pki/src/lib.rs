@@ -27,6 +27,7 @@ mod request;
 mod rotation;
 mod serial;
 
+pub use der::{pem_blocks, pem_encode};
 pub use error::PkiError;
 pub use expiry::{ExpiryEntry, ExpiryStatus, WARN_BEFORE, check_expiration};
 pub use generate::{Outcome, generate};

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use kubeforge_pki::Store;
 use kubeforge_playbooks::render::RenderTree;
 use kubeforge_playbooks::render::served::{ServedEndpoint, endpoint_url};
@@ -48,7 +47,7 @@ pub async fn inspect_served(
                         } else {
                             OnHost::Differs
                         };
-                        let pem = pem_of(&der);
+                        let pem = kubeforge_pki::pem_encode("CERTIFICATE", &der).into_bytes();
                         match expiry_of(&ca_keys, &endpoint.host, &endpoint.cert_path, pem, now) {
                             Ok(expiry) => (on_host, expiry),
                             Err(reason) => (OnHost::Unreadable(reason), None),
@@ -111,19 +110,6 @@ fn nothing_listens(e: &TransportError) -> bool {
 
 /// The first certificate of a PEM file, as DER.
 fn first_der(pem: &[u8]) -> Option<Vec<u8>> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
-    CertificateDer::from_pem_slice(pem).ok().map(|c| c.to_vec())
-}
-
-/// A DER certificate as PEM (64-column base64).
-fn pem_of(der: &[u8]) -> Vec<u8> {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem.into_bytes()
+    let blocks = kubeforge_pki::pem_blocks(pem).ok()?;
+    blocks.into_iter().find(|(label, _)| label == "CERTIFICATE").map(|(_, der)| der)
 }
