@@ -395,5 +395,6 @@ async fn local_forward_reaches_a_server_on_the_hosts_loopback() {
     let closed = kubeforge_tests::sshd::free_port();
     let err = t.forward_local(closed).await.unwrap_err();
     assert!(err.to_string().contains(&format!("127.0.0.1:{closed}")), "{err}");
+    assert!(matches!(err, TransportError::ForwardRefused { .. }), "{err:?}");
     server.abort();
 }

@@ -405,11 +405,9 @@ impl Transport for FakeHost {
             st.log.push(Recorded::Forward { remote });
             match st.ports.get(&remote) {
                 Some(addr) => Ok(LocalForward::new(*addr, None)),
-                None => Err(TransportError::Ssh {
-                    host: self.name.clone(),
-                    operation: format!("forwarding to {remote}"),
-                    detail: "connection refused on the host (nothing listens there)".into(),
-                }),
+                None => {
+                    Err(TransportError::ForwardRefused { host: self.name.clone(), target: remote })
+                }
             }
         })
     }

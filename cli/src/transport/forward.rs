@@ -35,6 +35,9 @@ pub(crate) async fn start(
         handle.channel_open_direct_tcpip(remote_host.as_str(), remote_port, "127.0.0.1", 0).await;
     match probe {
         Ok(ch) => drop(ch.into_stream()),
+        Err(russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed)) => {
+            return Err(TransportError::ForwardRefused { host, target: remote });
+        }
         Err(e) => return Err(TransportError::Ssh { host, operation: op, detail: e.to_string() }),
     }
     let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|source| {

@@ -444,6 +444,9 @@ pub enum TransportError {
     CommandFailed { host: String, command: String, exit_status: i32, stderr_tail: String },
     #[error("{host}: {operation} failed: {detail}")]
     Ssh { host: String, operation: String, detail: String },
+    /// The host refused a forward to `target` because nothing listens there.
+    #[error("{host}: nothing listens on {target} (the host refused the forward)")]
+    ForwardRefused { host: String, target: SocketAddr },
     #[error("{host}: {operation} failed")]
     Io {
         host: String,
@@ -493,6 +496,7 @@ impl TransportError {
             | NoExitStatus { host, .. }
             | CommandFailed { host, .. }
             | Ssh { host, .. }
+            | ForwardRefused { host, .. }
             | Io { host, .. }
             | Protocol { host, .. } => Some(host),
             HostKeyChanged(change) => Some(&change.host),

@@ -88,7 +88,7 @@ async fn served_der(
 ) -> Result<Option<Vec<u8>>, String> {
     let forward = match transport.forward_to(endpoint.address).await {
         Ok(forward) => forward,
-        Err(e) if nothing_listens(&e) => return Ok(None),
+        Err(TransportError::ForwardRefused { .. }) => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
     let (local, address) = (forward.local_addr(), endpoint.address);
@@ -100,12 +100,6 @@ async fn served_der(
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(format!("reading the certificate stopped: {e}")),
     }
-}
-
-/// The host answered the forward with "connection refused" (sshd's `ConnectFailed`).
-fn nothing_listens(e: &TransportError) -> bool {
-    let text = e.to_string();
-    text.contains("ConnectFailed") || text.contains("connection refused")
 }
 
 /// The first certificate of a PEM file, as DER.
