@@ -12,6 +12,8 @@ use crate::artifacts::needs::{self, Need};
 use crate::artifacts::{Arch, Component};
 use crate::facts::HostFacts;
 use crate::model::{ArtifactSource, Host, LoadBalancerMode};
+use crate::render::configs::{APISERVER_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT};
+use crate::render::served::KUBELET_PORT;
 
 /// Supported distributions: `ID` → accepted `VERSION_ID`s.
 pub(crate) const SUPPORTED_OS: [(&str, &[&str]); 2] =
@@ -175,16 +177,16 @@ fn ports_for(input: PlanInput<'_>, host: &Host) -> Vec<(u16, &'static str, &'sta
     let cluster = input.cluster;
     let mut ports = Vec::new();
     if host.is_control_plane() {
-        ports.push((6443, "kube-apiserver", "kubelet.service"));
+        ports.push((APISERVER_PORT, "kube-apiserver", "kubelet.service"));
         ports.push((10257, "kube-controller-manager", "kubelet.service"));
         ports.push((10259, "kube-scheduler", "kubelet.service"));
     }
     if cluster.etcd_members().any(|m| m.name == host.name) {
-        ports.push((2379, "etcd clients", "etcd.service"));
-        ports.push((2380, "etcd peers", "etcd.service"));
+        ports.push((ETCD_CLIENT_PORT, "etcd clients", "etcd.service"));
+        ports.push((ETCD_PEER_PORT, "etcd peers", "etcd.service"));
     }
     if host.runs_kubelet() {
-        ports.push((crate::render::served::KUBELET_PORT, "kubelet", "kubelet.service"));
+        ports.push((KUBELET_PORT, "kubelet", "kubelet.service"));
     }
     let lb_port = cluster.control_plane_endpoint.as_ref().map(|e| e.port);
     let runs_haproxy = match cluster.load_balancer.mode {
