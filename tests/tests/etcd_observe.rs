@@ -136,7 +136,7 @@ fn existing_etcd_that_does_not_answer_is_an_error_not_a_new_cluster() {
         rt.block_on(kubeforge::observe::observe(&spec, &state, &selection, &gathered)).unwrap_err();
     let text = err.to_string();
     assert!(text.starts_with("etcd exists on m1, m2, m3"), "{text}");
-    assert!(text.contains("m2: m2: forwarding to 127.0.0.1:2379 failed"), "{text}");
+    assert!(text.contains("m2: m2: nothing listens on 127.0.0.1:2379"), "{text}");
     let help = err.help().map(|h| h.to_string()).unwrap_or_default();
     assert!(help.contains("never treats existing etcd data as a new cluster"), "{help}");
 
