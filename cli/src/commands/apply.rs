@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use miette::{IntoDiagnostic as _, miette};
 
-use super::plan::{prepare, print_plan};
+use super::plan::{prepare, print_pending, print_plan};
 use crate::context::{Global, OutputFormat};
 use crate::exec::events::{EventSink, JsonLines};
 use crate::exec::lock::ApplyLock;
@@ -29,32 +29,18 @@ async fn apply(global: &Global, args: Args) -> miette::Result<ExitCode> {
     let lock = ApplyLock::acquire(&global.state_dir(&cluster_name)).map_err(|e| miette!("{e}"))?;
     let prepared = prepare(global, &args).await?;
     let plan = &prepared.plan;
+    print_pending(global.output, &prepared.pending);
     print_plan(global.output, plan)?;
-    if !prepared.host_key_refused.is_empty() {
-        let hosts: Vec<&str> = prepared.host_key_refused.keys().map(String::as_str).collect();
-        return Err(miette!(
-            help = "check that each host's address in the spec is right and that the machines \
-                    were not replaced; the reasons are listed in the plan above",
-            "host key verification failed for {}; nothing was changed on any host",
-            hosts.join(", ")
-        ));
-    }
-    let unbuilt = plan.unbuilt_phases();
-    if !unbuilt.is_empty() {
-        let names: Vec<&str> = unbuilt.iter().map(|p| p.name()).collect();
-        return Err(miette!(
-            help = "apply the phases this version builds with `--until runtime`",
-            "phases {} are not built in this version of kubeforge; nothing was changed",
-            names.join(", ")
-        ));
-    }
-    if plan.has_no_steps() && plan.blocked.is_empty() {
+    if plan.has_no_steps() && plan.blocked.is_empty() && prepared.pending.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
     if !plan.has_no_steps() && !global.yes && !confirm(plan.hosts_with_steps().len())? {
         eprintln!("Nothing was changed.");
         return Ok(ExitCode::FAILURE);
     }
+    // The hosts' new files were rendered from these certificates and secrets: they are saved
+    // before any host changes, so the state dir always holds what the hosts may have.
+    prepared.pending.save(&prepared.state)?;
 
     let stamp = time::OffsetDateTime::now_utc();
     let name = format!(
@@ -70,10 +56,22 @@ async fn apply(global: &Global, args: Args) -> miette::Result<ExitCode> {
     let audit = AuditLog::create(prepared.state.root(), &name).into_diagnostic()?;
     let options = ExecOptions { concurrency: args.concurrency, ..ExecOptions::default() };
     let cancel = options.cancel.clone();
+    let rerun = plan.operation.rerun();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nCtrl-C: stopping at the next step boundary...");
+            eprintln!(
+                "\nCtrl-C: stopping at the next step boundary (waits end at once); steps not \
+                 started are left undone and listed at the end. Ctrl-C again to exit now."
+            );
             cancel.cancel();
+        }
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "\nCtrl-C again: exiting now. The step running on each host may be half done and \
+                 every later step is left undone; run `{rerun}` again to finish: it resumes from \
+                 what the hosts show."
+            );
+            std::process::exit(130);
         }
     });
     let sink: Box<dyn EventSink> = match global.output {

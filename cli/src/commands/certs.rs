@@ -68,6 +68,11 @@ impl SerialSource for OsSerials {
 }
 
 impl OsSerials {
+    /// Whether the generator failed at least once (nothing made with it may be kept).
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
     fn check(&self) -> miette::Result<()> {
         if self.failed {
             return Err(miette!(

@@ -7,13 +7,16 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use kubeforge_pki::Store;
 use kubeforge_playbooks::model::Cluster;
+use kubeforge_playbooks::pki_inputs::pki_request;
 use kubeforge_playbooks::plan::{self, Phase, PhaseSelection, Plan, PlanInput};
 use kubeforge_playbooks::render::{RenderInput, render};
 use miette::{IntoDiagnostic as _, WrapErr as _, miette};
 
 use crate::context::{Global, OutputFormat};
 use crate::gather::{GatherTarget, gather};
+use crate::secrets_store::Secrets;
 use crate::state::StateDir;
 use crate::transport::ssh::SshConnector;
 use crate::transport::{ConnectOptions, SshTarget, Transport};
@@ -42,22 +45,84 @@ pub struct Prepared {
     pub state: StateDir,
     pub plan: Plan,
     pub transports: BTreeMap<String, Arc<dyn Transport>>,
-    /// Hosts whose host key was refused, with the reason (see `Gathered::host_key_refused`).
-    pub host_key_refused: BTreeMap<String, String>,
+    /// What the plan's files were rendered from and `apply` saves to the state dir before it
+    /// changes any host; `plan` only shows it.
+    pub pending: PendingState,
 }
 
-/// Spec → render tree → facts → Plan. Shared by `plan` and `apply`.
+/// State-dir changes a plan depends on: certificates issued or reissued for the spec, and
+/// cluster secrets that do not exist yet. Computed in memory; written only by [`Self::save`].
+pub struct PendingState {
+    old_pki: Store,
+    new_pki: Store,
+    pki_report: kubeforge_pki::Report,
+    secrets: Secrets,
+}
+
+impl PendingState {
+    /// Whether applying the plan writes anything to the state dir.
+    pub fn is_empty(&self) -> bool {
+        self.pki_report.is_unchanged() && matches!(self.secrets, Secrets::Stored(_))
+    }
+
+    /// What would be written, for the plan's output.
+    pub fn describe(&self) -> String {
+        let mut text = String::new();
+        if !self.pki_report.is_unchanged() {
+            text.push_str(&self.pki_report.to_string());
+        }
+        if matches!(self.secrets, Secrets::New(_)) {
+            text.push_str("create    secrets.json: the cluster's encryption keys and tokens\n");
+        }
+        text
+    }
+
+    /// Writes the certificates and secrets the plan was rendered from. Replaced files are kept
+    /// under `pki-replaced/`; a file changed on disk since the plan is refused, not replaced.
+    pub fn save(&self, state: &StateDir) -> miette::Result<()> {
+        state.save_pki(&self.old_pki, &self.new_pki, &self.pki_report.replaced_files())?;
+        if let Secrets::New(secrets) = &self.secrets {
+            let saved = crate::secrets_store::save_new(state.root(), secrets)?;
+            if &saved != secrets {
+                return Err(miette!(
+                    help = "run the command again: it plans with the secrets now in the state dir",
+                    "another kubeforge created {} while this one was planning; nothing was changed \
+                     on any host",
+                    state.root().join(crate::secrets_store::SECRETS_FILE).display()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Spec → render tree → facts → Plan. Shared by `plan` and `apply`. Read-only: certificates
+/// and secrets the plan needs are made in memory ([`PendingState`]); only host keys seen for
+/// the first time are recorded (`accept-new`). A refused host key is the error, before any
+/// cluster observation, so a spec pointing at the wrong machines is never planned against.
 pub async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
     let cluster = crate::spec_file::load(&global.file)?;
     let state = StateDir::open(&global.state_dir(&cluster.name))?;
-    let (store, report, _) = super::certs::generate_and_save(&cluster, &state)?;
-    if !report.is_unchanged() {
-        eprint!("{report}");
+    let old_pki = state.load_pki()?;
+    let mut serials = super::certs::OsSerials::default();
+    let outcome = kubeforge_pki::generate(
+        &pki_request(&cluster),
+        &old_pki,
+        time::OffsetDateTime::now_utc(),
+        &mut serials,
+    )
+    .map_err(|e| miette!("{e}"))
+    .wrap_err_with(|| format!("certificates for the spec: state dir {}", state.root().display()))?;
+    if serials.failed() {
+        return Err(miette!("the operating system's random generator failed; nothing was saved"));
     }
-    let secrets = crate::secrets_store::load_or_create(state.root())?;
-    let tree = render(RenderInput { cluster: &cluster, pki: &store, secrets: &secrets })
-        .map_err(|e| miette!("{e}"))
-        .wrap_err("rendering the hosts' files")?;
+    let secrets = crate::secrets_store::load_or_generate(state.root())?;
+    let tree =
+        render(RenderInput { cluster: &cluster, pki: &outcome.store, secrets: secrets.get() })
+            .map_err(|e| miette!("{e}"))
+            .wrap_err("rendering the hosts' files")?;
+    let pending =
+        PendingState { old_pki, new_pki: outcome.store, pki_report: outcome.report, secrets };
     let spec_dir = global.file.parent().unwrap_or(Path::new("."));
     let selection = PhaseSelection::new(args.until, &args.skip_phases);
     let artifacts = crate::artifacts::inventory(&cluster, spec_dir, &selection)?;
@@ -72,6 +137,9 @@ pub async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
         .collect();
     let connector = Arc::new(SshConnector::new(ConnectOptions::default()));
     let gathered = gather(connector, targets, args.concurrency).await;
+    if !gathered.host_key_refused.is_empty() {
+        return Err(host_keys_refused(&gathered.host_key_refused));
+    }
     let observed = crate::observe::observe(&cluster, &state, &selection, &gathered).await?;
     let input = PlanInput {
         cluster: &cluster,
@@ -81,21 +149,40 @@ pub async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
         selection: &selection,
         observed: &observed,
     };
-    let plan = plan::plan(input).map_err(|e| miette!("{e}"))?;
-    Ok(Prepared {
-        cluster,
-        state,
-        plan,
-        transports: gathered.transports,
-        host_key_refused: gathered.host_key_refused,
-    })
+    let plan = plan::plan(&plan::Operation::Apply, input).map_err(|e| miette!("{e}"))?;
+    Ok(Prepared { cluster, state, plan, transports: gathered.transports, pending })
+}
+
+/// The error for refused host keys: it names every host and why, and comes before anything
+/// else is looked at (etcd's health through a wrong machine would give misleading advice).
+fn host_keys_refused(refused: &BTreeMap<String, String>) -> miette::Report {
+    let reasons: Vec<String> = refused.iter().map(|(h, r)| format!("  {h}: {r}")).collect();
+    let hosts: Vec<&str> = refused.keys().map(String::as_str).collect();
+    miette!(
+        help = "check that each host's address in the spec is right and that the machines were \
+                not replaced; if a machine was reinstalled on purpose, remove its old line from \
+                the known_hosts file named above and run again",
+        "host key verification failed for {}; nothing was changed on any host or in the state \
+         dir\n{}",
+        hosts.join(", "),
+        reasons.join("\n")
+    )
 }
 
 pub fn run(global: &Global, args: Args) -> miette::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     let prepared = runtime.block_on(prepare(global, &args))?;
+    print_pending(global.output, &prepared.pending);
     print_plan(global.output, &prepared.plan)?;
     Ok(if prepared.plan.blocked.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Says what `apply` would write to the state dir (certificates issued or reissued and why),
+/// on stderr so that stdout stays the plan alone.
+pub fn print_pending(output: OutputFormat, pending: &PendingState) {
+    if output == OutputFormat::Human && !pending.is_empty() {
+        eprint!("State dir changes (made by apply, before any host):\n{}", pending.describe());
+    }
 }
 
 /// Prints the plan as text (stdout) or as one JSON document.
