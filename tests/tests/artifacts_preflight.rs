@@ -119,7 +119,7 @@ fn artifact_problems(until: Phase, skip: &[Phase]) -> String {
         selection: &selection,
         observed: &Observed::default(),
     };
-    let plan = plan::plan(input).unwrap();
+    let plan = plan::plan(&plan::Operation::Apply, input).unwrap();
     let mut text = String::new();
     for (host, problems) in &plan.blocked {
         for p in problems.iter().filter(|p| p.check == "artifacts") {

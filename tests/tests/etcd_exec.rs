@@ -14,7 +14,8 @@ use kubeforge::exec::{AuditLog, ExecOptions, execute};
 use kubeforge::transport::fake::{FakeHost, Match};
 use kubeforge::transport::{CommandOutput, Transport};
 use kubeforge_playbooks::plan::{
-    EtcdAction, EtcdClientFiles, EtcdOp, Phase, PhasePlan, Plan, Run, SequencedStep, Step,
+    EtcdAction, EtcdClientFiles, EtcdOp, EtcdTiming, Operation, Phase, PhasePlan, Plan, Run,
+    SequencedStep, Step,
 };
 use kubeforge_tests::etcd::{EtcdCluster, etcd_binary};
 
@@ -41,6 +42,7 @@ fn op(cluster: &EtcdCluster, host: &str, action: EtcdAction) -> SequencedStep {
             action,
             client_port: 2379,
             tls: files(cluster),
+            timing: EtcdTiming::default(),
             why: "test".into(),
         }),
     }
@@ -54,13 +56,8 @@ fn gate(cluster: &EtcdCluster, members: &[&str], timeout_ms: u64) -> SequencedSt
 fn plan(hosts: BTreeMap<String, Vec<Step>>, sequence: Vec<SequencedStep>) -> Plan {
     Plan {
         cluster: "test".into(),
-        phases: vec![PhasePlan {
-            phase: Phase::Etcd,
-            built: true,
-            hosts,
-            sequence,
-            rolling: false,
-        }],
+        operation: Operation::Apply,
+        phases: vec![PhasePlan { phase: Phase::Etcd, built: true, hosts, sequence, batch: None }],
         blocked: BTreeMap::new(),
     }
 }

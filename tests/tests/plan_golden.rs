@@ -122,7 +122,7 @@ fn plan_of_fresh_lab_machines_matches_golden() {
         selection: &selection,
         observed: &Observed::default(),
     };
-    let plan = plan::plan(input).unwrap();
+    let plan = plan::plan(&plan::Operation::Apply, input).unwrap();
     let text = plan::render_text(&plan);
     assert!(!text.contains("s3cret"));
     check("fresh-lab.txt", &text);
@@ -143,6 +143,6 @@ fn plan_of_fresh_lab_machines_matches_golden() {
         selection: &selection,
         observed: &Observed::default(),
     };
-    let plan = plan::plan(input).unwrap();
+    let plan = plan::plan(&plan::Operation::Apply, input).unwrap();
     check("one-unreachable.txt", &plan::render_text(&plan));
 }

@@ -152,7 +152,7 @@ fn golden(example_name: &str) {
         selection: &selection,
         observed: &Observed::default(),
     };
-    let plan = plan::plan(input).unwrap();
+    let plan = plan::plan(&plan::Operation::Apply, input).unwrap();
     assert!(plan.blocked.is_empty(), "{:?}", plan.blocked);
     let text = plan::render_text(&plan);
     assert!(!text.contains("placeholder") && !text.contains("auth_pass"), "{text}");

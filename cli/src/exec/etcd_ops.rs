@@ -42,9 +42,13 @@ enum Done {
     Unchanged(String),
 }
 
-const RETRY_REMEDY: &str = "check the etcd members' logs (journalctl -u etcd) and that they can \
-                            reach each other on port 2380, then run apply again: it resumes from \
-                            the cluster's state";
+fn retry_remedy(ctx: &StepContext<'_>) -> String {
+    format!(
+        "check the etcd members' logs (journalctl -u etcd) and that they can reach each other on \
+         port 2380, then run `{}` again: it resumes from the cluster's state",
+        ctx.rerun
+    )
+}
 
 fn failure(ctx: &StepContext<'_>, op: &EtcdOp, detail: String, remedy: &str) -> HostFailure {
     ctx.failure(format!("etcd {}", op.action), None, detail, remedy)
@@ -62,7 +66,10 @@ async fn tunnel(
             ctx,
             op,
             format!("no SSH connection to {host} to tunnel to its etcd"),
-            "check that the host is up and reachable over SSH, then run apply again",
+            &format!(
+                "check that the host is up and reachable over SSH, then run `{}` again",
+                ctx.rerun
+            ),
         ));
     }
     let forward = transport
@@ -79,11 +86,21 @@ async fn run_action(ctx: &StepContext<'_>, op: &EtcdOp) -> Result<Done, HostFail
             ctx,
             op,
             e,
-            "the state dir's PKI is incomplete; run `kubeforge certs generate`, then apply again",
+            &format!(
+                "the state dir's PKI is incomplete; run `kubeforge certs generate`, then `{}` \
+                 again",
+                ctx.rerun
+            ),
         )
     })?;
-    let timeouts = Timeouts::default();
-    let etcd_failure = |e: crate::etcd::EtcdError| failure(ctx, op, e.to_string(), RETRY_REMEDY);
+    let ms = Duration::from_millis;
+    let timeouts = Timeouts {
+        connect: ms(op.timing.connect_ms),
+        request: ms(op.timing.request_ms),
+        reconfigure: ms(op.timing.reconfigure_ms),
+    };
+    let etcd_failure =
+        |e: crate::etcd::EtcdError| failure(ctx, op, e.to_string(), &retry_remedy(ctx));
     if let EtcdAction::HealthGate { members, timeout_ms } = &op.action {
         // A member that is still starting has nothing listening yet: opening its tunnel is
         // part of what the gate waits for.
@@ -101,7 +118,7 @@ async fn run_action(ctx: &StepContext<'_>, op: &EtcdOp) -> Result<Done, HostFail
                     }
                     Err(f) if ctx.transports.contains_key(m) && Instant::now() < deadline => {
                         let _ = f;
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        tokio::time::sleep(ms(op.timing.retry_ms)).await;
                     }
                     Err(f) => return Err(f),
                 }
@@ -114,7 +131,7 @@ async fn run_action(ctx: &StepContext<'_>, op: &EtcdOp) -> Result<Done, HostFail
                 report.elapsed.as_secs_f64(),
                 members.join(",")
             ))),
-            Err(e) => Err(failure(ctx, op, e.to_string(), RETRY_REMEDY)),
+            Err(e) => Err(failure(ctx, op, e.to_string(), &retry_remedy(ctx))),
         };
     }
     let (_forward, endpoint) = tunnel(ctx, op, ctx.host).await?;

@@ -45,6 +45,13 @@ pub enum Event {
         host: String,
         reason: String,
     },
+    /// A host a batched phase did not reach because an earlier batch failed: it is left
+    /// untouched by this phase and every later one.
+    HostSkipped {
+        host: String,
+        phase: String,
+        reason: String,
+    },
     PhaseFinished {
         phase: String,
     },

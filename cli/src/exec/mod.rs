@@ -53,18 +53,22 @@ pub async fn execute(
     events: &dyn EventSink,
     audit: &AuditLog,
 ) -> RunReport {
-    let mut report = RunReport::default();
+    let rerun = plan.operation.rerun();
+    let mut report = RunReport { rerun: rerun.to_string(), ..RunReport::default() };
     for (host, problems) in &plan.blocked {
         for p in problems {
             events.emit(&Event::HostBlocked { host: host.clone(), reason: p.message.clone() });
             report.failures.push(HostFailure::blocked(host, p));
         }
     }
+    // Hosts that get nothing more in this run: blocked, failed, or not reached by a batched
+    // phase that stopped at a failure. Later phases skip them.
     let mut failed: BTreeSet<String> = plan.blocked.keys().cloned().collect();
     let semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
-    for phase in &plan.phases {
+    for (index, phase) in plan.phases.iter().enumerate() {
         if options.cancel.is_cancelled() {
             report.interrupted = true;
+            report.not_started = plan.phases[index..].iter().map(|p| p.phase.to_string()).collect();
             events.emit(&Event::Interrupted { phase: phase.phase.to_string() });
             break;
         }
@@ -75,37 +79,46 @@ pub async fn execute(
         }
         let phase_name = phase.phase.to_string();
         events.emit(&Event::PhaseStarted { phase: phase_name.clone(), hosts: hosts.len() });
-        let runs = hosts.into_iter().map(|(host, steps)| {
+        let runner = HostRunner { phase: &phase_name, rerun, transports, options, events, audit };
+        let run_host = |host: &String, steps: &Vec<Step>| {
             let semaphore = semaphore.clone();
-            let phase_name = phase_name.clone();
+            let runner = &runner;
+            let phase_name = &phase_name;
+            let host = host.clone();
+            let steps = steps.clone();
             async move {
                 let Ok(_permit) = semaphore.acquire().await else {
                     return HostRun::default();
                 };
-                let Some(transport) = transports.get(host) else {
-                    let failure = HostFailure::unreachable(host, &phase_name);
+                let Some(transport) = transports.get(&host) else {
+                    let failure = HostFailure::unreachable(&host, phase_name, rerun);
                     return HostRun { failure: Some(failure), ..HostRun::default() };
                 };
-                let run = HostRunner { phase: &phase_name, transports, options, events, audit };
-                run.run_host(host, steps, transport.as_ref()).await
+                runner.run_host(&host, &steps, transport.as_ref()).await
             }
-        });
-        // A rolling phase: one host after the other (its permit dropped before the next host
-        // starts), stopping at the first failure; otherwise all at once, bounded.
-        let results = if phase.rolling {
-            let mut results = Vec::new();
-            for run in runs {
-                let run = run.await;
-                let stop = run.failure.is_some() || run.interrupted;
-                results.push(run);
-                if stop {
-                    break;
-                }
-            }
-            results
-        } else {
-            futures_join_all(runs).await
         };
+        // Batches in name order (the whole phase when it has no batch size), each starting
+        // when the previous one finished; a failure or Ctrl-C stops the batches after it.
+        let batch_size = phase.batch.unwrap_or(usize::MAX).max(1);
+        let mut results = Vec::new();
+        let mut batches = hosts.chunks(batch_size);
+        for batch in batches.by_ref() {
+            let runs = futures_join_all(batch.iter().map(|(h, s)| run_host(h, s))).await;
+            let stop = runs.iter().any(|r| r.failure.is_some() || r.interrupted);
+            results.extend(runs);
+            if stop {
+                break;
+            }
+        }
+        for (host, _) in batches.flatten() {
+            failed.insert((*host).clone());
+            report.not_reached.insert((*host).clone(), phase_name.clone());
+            events.emit(&Event::HostSkipped {
+                host: (*host).clone(),
+                phase: phase_name.clone(),
+                reason: "an earlier host of this phase failed".into(),
+            });
+        }
         let mut phase_failed = false;
         for run in results {
             report.changed += run.changed;
@@ -118,7 +131,6 @@ pub async fn execute(
             }
         }
         if !phase.sequence.is_empty() && !phase_failed && !report.interrupted {
-            let runner = HostRunner { phase: &phase_name, transports, options, events, audit };
             let run = runner.run_sequence(&phase.sequence, &failed).await;
             report.changed += run.changed;
             report.unchanged += run.unchanged;
@@ -130,6 +142,8 @@ pub async fn execute(
         }
         events.emit(&Event::PhaseFinished { phase: phase_name.clone() });
         if report.interrupted {
+            report.not_started =
+                plan.phases[index + 1..].iter().map(|p| p.phase.to_string()).collect();
             events.emit(&Event::Interrupted { phase: phase_name });
             break;
         }
@@ -147,11 +161,12 @@ pub async fn execute(
 async fn futures_join_all<F: std::future::Future>(
     futures: impl Iterator<Item = F>,
 ) -> Vec<F::Output> {
-    let futures: Vec<_> = futures.map(Box::pin).collect();
-    let mut outputs = Vec::with_capacity(futures.len());
-    // A hand-rolled join: poll all until each is ready (no extra crate for `join_all`).
-    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> = futures.into_iter().map(Some).collect();
-    let mut results: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut results: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> = set.into_iter().map(Some).collect();
     std::future::poll_fn(|cx| {
         let mut all_done = true;
         for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
@@ -168,8 +183,7 @@ async fn futures_join_all<F: std::future::Future>(
         if all_done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
     })
     .await;
-    outputs.extend(results.into_iter().flatten());
-    outputs
+    results.into_iter().flatten().collect()
 }
 
 #[derive(Default)]
@@ -183,6 +197,8 @@ struct HostRun {
 /// What every host's run in one phase shares.
 struct HostRunner<'a> {
     phase: &'a str,
+    /// The command that resumes the run, for remedies.
+    rerun: &'a str,
     transports: &'a BTreeMap<String, Arc<dyn Transport>>,
     options: &'a ExecOptions,
     events: &'a dyn EventSink,
@@ -215,7 +231,7 @@ impl HostRunner<'_> {
             let transport = match self.transports.get(&s.host) {
                 Some(t) if !failed.contains(&s.host) => t,
                 _ => {
-                    run.failure = Some(HostFailure::unreachable(&s.host, self.phase));
+                    run.failure = Some(HostFailure::unreachable(&s.host, self.phase, self.rerun));
                     break;
                 }
             };
@@ -245,6 +261,8 @@ impl HostRunner<'_> {
         let ctx = StepContext {
             host,
             phase,
+            rerun: self.rerun,
+            cancel: &self.options.cancel,
             label: &label,
             transport,
             transports: self.transports,
@@ -265,7 +283,11 @@ impl HostRunner<'_> {
                 });
                 true
             }
-            Err(failure) => {
+            Err(StepError::Interrupted) => {
+                run.interrupted = true;
+                false
+            }
+            Err(StepError::Failed(failure)) => {
                 events.emit(&Event::StepFailed {
                     host: host.into(),
                     phase: phase.into(),
@@ -279,9 +301,24 @@ impl HostRunner<'_> {
     }
 }
 
+/// Why a step did not finish: it failed, or Ctrl-C stopped it while it waited (a gate).
+pub(crate) enum StepError {
+    Failed(HostFailure),
+    Interrupted,
+}
+
+impl From<HostFailure> for StepError {
+    fn from(failure: HostFailure) -> Self {
+        StepError::Failed(failure)
+    }
+}
+
 struct StepContext<'a> {
     host: &'a str,
     phase: &'a str,
+    rerun: &'a str,
+    /// Ctrl-C: waits (gates, etcd health) end at once, as an interruption.
+    cancel: &'a CancellationToken,
     label: &'a str,
     transport: &'a dyn Transport,
     /// Every host's connection (an etcd health gate tunnels to each member).
@@ -290,7 +327,7 @@ struct StepContext<'a> {
 }
 
 impl StepContext<'_> {
-    async fn run_step(&self, step: &Step) -> Result<StepOutcome, HostFailure> {
+    async fn run_step(&self, step: &Step) -> Result<StepOutcome, StepError> {
         match step {
             Step::PutFile(f) => {
                 let put = PutFile {
@@ -301,7 +338,7 @@ impl StepContext<'_> {
                     group: f.group.clone(),
                     secret: f.secret,
                 };
-                self.put("put", &put).await
+                Ok(self.put("put", &put).await?)
             }
             Step::PushArtifact(a) => {
                 let put = PutFile {
@@ -313,18 +350,31 @@ impl StepContext<'_> {
                     secret: false,
                 };
                 let outcome = self.put("push", &put).await?;
+                let remedy = format!(
+                    "the copy on the host is corrupt or was changed while uploading; run `{}` \
+                     again",
+                    self.rerun
+                );
                 let started = Instant::now();
                 let found = self.transport.file_sha256(&a.dest).await;
                 self.record("verify", vec![a.dest.clone()], None, started, &format!("{found:?}"));
                 match found {
                     Ok(Some(sum)) if sum == a.sha256 => Ok(outcome),
-                    Ok(other) => Err(self.failure(
-                        format!("verify sha256 of {}", a.dest),
-                        None,
-                        format!("expected {}, found {}", a.sha256, other.unwrap_or_else(|| "no file".into())),
-                        "the copy on the host is corrupt or was changed while uploading; run apply again",
-                    )),
-                    Err(e) => Err(self.transport_failure(format!("sha256sum {}", a.dest), e)),
+                    Ok(other) => Err(self
+                        .failure(
+                            format!("verify sha256 of {}", a.dest),
+                            None,
+                            format!(
+                                "expected {}, found {}",
+                                a.sha256,
+                                other.unwrap_or_else(|| "no file".into())
+                            ),
+                            &remedy,
+                        )
+                        .into()),
+                    Err(e) => {
+                        Err(self.transport_failure(format!("sha256sum {}", a.dest), e).into())
+                    }
                 }
             }
             Step::Run(r) => {
@@ -334,31 +384,41 @@ impl StepContext<'_> {
                         return Ok(StepOutcome::Unchanged);
                     }
                 }
-                self.checked("run", &r.argv).await
+                Ok(self.checked("run", &r.argv).await?)
             }
-            Step::Unit(u) => self.checked("run", &u.argv()).await,
-            Step::Etcd(op) => etcd_ops::run(self, op).await,
+            Step::Unit(u) => Ok(self.checked("run", &u.argv()).await?),
+            Step::Etcd(op) => {
+                tokio::select! {
+                    result = etcd_ops::run(self, op) => Ok(result?),
+                    () = self.cancel.cancelled() => Err(StepError::Interrupted),
+                }
+            }
             Step::Gate(g) => {
                 let mut last = (0, String::new());
                 for attempt in 0..g.attempts.max(1) {
                     if attempt > 0 {
-                        tokio::time::sleep(Duration::from_millis(g.interval_ms)).await;
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_millis(g.interval_ms)) => {}
+                            () = self.cancel.cancelled() => return Err(StepError::Interrupted),
+                        }
                     }
                     last = self.command("probe", &g.argv).await?;
                     if last.0 == 0 {
                         return Ok(StepOutcome::Unchanged);
                     }
                 }
-                Err(self.failure(
-                    g.argv.join(" "),
-                    Some(last.0),
-                    last.1,
-                    &format!(
-                        "{} did not happen within {} tries; look at the service's logs on the host \
-                         (journalctl -u <unit>), fix the cause, then run apply again",
-                        g.what, g.attempts
-                    ),
-                ))
+                Err(self
+                    .failure(
+                        g.argv.join(" "),
+                        Some(last.0),
+                        last.1,
+                        &format!(
+                            "{} did not happen within {} tries; look at the service's logs on \
+                             the host (journalctl -u <unit>), fix the cause, then run `{}` again",
+                            g.what, g.attempts, self.rerun
+                        ),
+                    )
+                    .into())
             }
         }
     }
@@ -409,8 +469,11 @@ impl StepContext<'_> {
                 crate::transport::quote::join(argv),
                 Some(status),
                 stderr,
-                "fix the cause shown above on the host, then run apply again: it resumes, and \
-                 steps already done are not repeated",
+                &format!(
+                    "fix the cause shown above on the host, then run `{}` again: it resumes, \
+                     and steps already done are not repeated",
+                    self.rerun
+                ),
             ))
         }
     }
@@ -456,12 +519,18 @@ impl StepContext<'_> {
 
     fn transport_failure(&self, command: String, e: TransportError) -> HostFailure {
         let remedy = if e.is_unreachable() || matches!(e, TransportError::NoExitStatus { .. }) {
-            "the connection to the host was lost; check that it is up and reachable, then run \
-             apply again"
+            format!(
+                "the connection to the host was lost; check that it is up and reachable, then \
+                 run `{}` again",
+                self.rerun
+            )
         } else {
-            "fix the cause above, then run apply again: it resumes where it stopped"
+            format!(
+                "fix the cause above, then run `{}` again: it resumes where it stopped",
+                self.rerun
+            )
         };
-        self.failure(command, None, e.to_string(), remedy)
+        self.failure(command, None, e.to_string(), &remedy)
     }
 }
 

@@ -53,6 +53,11 @@ impl EventSink for ProgressBars {
             Event::HostBlocked { host, reason } => {
                 self.with_bar(host, |b| b.abandon_with_message(format!("blocked: {reason}")));
             }
+            Event::HostSkipped { host, phase, reason } => {
+                self.with_bar(host, |b| {
+                    b.abandon_with_message(format!("left untouched from {phase}: {reason}"))
+                });
+            }
             Event::RunFinished { .. } => {
                 for bar in self.bars.lock().unwrap_or_else(|p| p.into_inner()).values() {
                     if !bar.is_finished() {

@@ -1,7 +1,7 @@
 //! The end-of-run report: what changed, whether the run was interrupted, and for every failing
 //! host the phase, step, command, exit status, stderr tail and what to do.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use kubeforge_playbooks::plan::Problem;
@@ -33,7 +33,7 @@ impl HostFailure {
         }
     }
 
-    pub(crate) fn unreachable(host: &str, phase: &str) -> Self {
+    pub(crate) fn unreachable(host: &str, phase: &str, rerun: &str) -> Self {
         HostFailure {
             host: host.into(),
             phase: phase.into(),
@@ -41,8 +41,9 @@ impl HostFailure {
             command: String::new(),
             exit_status: None,
             stderr_tail: "no connection to this host".into(),
-            remedy: "check that the machine is up and reachable over SSH, then run apply again"
-                .into(),
+            remedy: format!(
+                "check that the machine is up and reachable over SSH, then run `{rerun}` again"
+            ),
         }
     }
 
@@ -62,6 +63,13 @@ pub struct RunReport {
     pub unchanged: usize,
     pub interrupted: bool,
     pub failures: Vec<HostFailure>,
+    /// Hosts a batched phase did not reach after a failure → that phase: they got nothing
+    /// from it or any later phase.
+    pub not_reached: BTreeMap<String, String>,
+    /// Phases an interruption stopped before they started, in order.
+    pub not_started: Vec<String>,
+    /// The command that resumes the run.
+    pub rerun: String,
 }
 
 impl RunReport {
@@ -70,7 +78,7 @@ impl RunReport {
     }
 
     pub fn succeeded(&self) -> bool {
-        self.failures.is_empty() && !self.interrupted
+        self.failures.is_empty() && !self.interrupted && self.not_reached.is_empty()
     }
 
     /// The human report printed at the end of `apply`.
@@ -82,7 +90,20 @@ impl RunReport {
             self.changed, self.unchanged
         );
         if self.interrupted {
-            out.push_str("Interrupted: stopped at a step boundary. Run apply again to continue.\n");
+            let _ = writeln!(
+                out,
+                "Interrupted: stopped at a step boundary. Run `{}` again to continue.",
+                self.rerun
+            );
+            if !self.not_started.is_empty() {
+                let _ = writeln!(out, "Left undone: the phases {}.", self.not_started.join(", "));
+            }
+        }
+        if !self.not_reached.is_empty() {
+            out.push_str("Left untouched after a failure (nothing from these phases on):\n");
+            for (host, phase) in &self.not_reached {
+                let _ = writeln!(out, "  {host}: from {phase}");
+            }
         }
         if !self.failures.is_empty() {
             let _ = writeln!(out, "{} host(s) failed:", self.failed_hosts().len());

@@ -331,7 +331,7 @@ async fn plan_lab(lab: &Lab) -> (Plan, BTreeMap<String, Arc<dyn crate::transport
         selection: &selection,
         observed: &Observed::default(),
     };
-    (plan::plan(input).unwrap(), gathered.transports)
+    (plan::plan(&plan::Operation::Apply, input).unwrap(), gathered.transports)
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -395,7 +395,7 @@ fn a_failing_host_is_reported_in_full_others_complete_and_a_rerun_resumes() {
         assert_eq!(f.command, "sysctl -w net.ipv4.ip_forward=1");
         assert_eq!(f.exit_status, Some(255));
         assert!(f.stderr_tail.contains("permission denied"));
-        assert!(f.remedy.contains("run apply again"));
+        assert!(f.remedy.contains("run `kubeforge apply` again"), "{}", f.remedy);
         let text = report.render_text();
         assert!(text.contains("host:    cp2\n  phase:   os\n  step:    sysctl -w net.ipv4.ip_forward=1\n  command: sysctl -w net.ipv4.ip_forward=1\n  exit:    255\n"), "{text}");
         // cp2 stopped: its runtime phase never ran; the others finished theirs.
@@ -466,47 +466,63 @@ fn cancellation_stops_at_a_step_boundary_and_reports() {
     });
 }
 
-/// Three control planes each restart a serving component; cp2's fails.
+/// Three control planes each restart a serving component (cp2's fails), in a phase that goes
+/// one host at a time when `rolling`; then a later phase touches every control plane.
 fn restart_plan(rolling: bool) -> Plan {
-    let step = |host: &str| {
+    let step = |program: &str, host: &str| {
         vec![Step::Run(plan::Run {
-            argv: vec!["restart-apiserver".into(), host.into()],
+            argv: vec![program.into(), host.into()],
             unless: None,
             why: "its manifest changed".into(),
         })]
     };
-    let hosts = ["cp1", "cp2", "cp3"].map(|h| (h.to_string(), step(h))).into();
+    let hosts =
+        |program: &str| ["cp1", "cp2", "cp3"].map(|h| (h.to_string(), step(program, h))).into();
     Plan {
         cluster: "t".into(),
-        phases: vec![plan::PhasePlan {
-            phase: Phase::ControlPlane,
-            built: true,
-            hosts,
-            sequence: Vec::new(),
-            rolling,
-        }],
+        operation: plan::Operation::Apply,
+        phases: vec![
+            plan::PhasePlan {
+                phase: Phase::ControlPlane,
+                built: true,
+                hosts: hosts("restart-apiserver"),
+                sequence: Vec::new(),
+                batch: rolling.then_some(1),
+            },
+            plan::PhasePlan {
+                phase: Phase::Addons,
+                built: true,
+                hosts: hosts("later-phase"),
+                sequence: Vec::new(),
+                batch: None,
+            },
+        ],
         blocked: BTreeMap::new(),
     }
+}
+
+fn three_control_planes() -> ([FakeHost; 3], BTreeMap<String, Arc<dyn crate::transport::Transport>>)
+{
+    let hosts = ["cp1", "cp2", "cp3"].map(|h| {
+        let host = FakeHost::new(h);
+        host.on(Match::program("restart-apiserver"), |_, _| exit(0, "", ""));
+        host.on(Match::program("later-phase"), |_, _| exit(0, "", ""));
+        host
+    });
+    let transports = ["cp1", "cp2", "cp3"]
+        .iter()
+        .zip(&hosts)
+        .map(|(n, h)| (n.to_string(), Arc::new(h.clone()) as Arc<dyn crate::transport::Transport>))
+        .collect();
+    (hosts, transports)
 }
 
 #[test]
 fn a_rolling_phase_goes_host_by_host_and_stops_at_the_first_failure() {
     rt().block_on(async {
         for rolling in [true, false] {
-            let hosts = ["cp1", "cp2", "cp3"].map(|h| {
-                let host = FakeHost::new(h);
-                host.on(Match::program("restart-apiserver"), |_, _| exit(0, "", ""));
-                host
-            });
+            let (hosts, transports) = three_control_planes();
             hosts[1].fail(Match::program("restart-apiserver"), Failure::exit(1, "not ready"), None);
-            let transports: BTreeMap<String, Arc<dyn crate::transport::Transport>> =
-                ["cp1", "cp2", "cp3"]
-                    .iter()
-                    .zip(&hosts)
-                    .map(|(n, h)| {
-                        (n.to_string(), Arc::new(h.clone()) as Arc<dyn crate::transport::Transport>)
-                    })
-                    .collect();
             let options = ExecOptions::default();
             let report = execute(
                 &restart_plan(rolling),
@@ -517,10 +533,65 @@ fn a_rolling_phase_goes_host_by_host_and_stops_at_the_first_failure() {
             )
             .await;
             assert_eq!(report.failed_hosts().into_iter().collect::<Vec<_>>(), ["cp2"]);
-            let ran = |i: usize| !hosts[i].commands().is_empty();
-            assert!(ran(0) && ran(1));
+            let ran = |i: usize, program: &str| {
+                hosts[i].commands().iter().any(|c| c.first().map(String::as_str) == Some(program))
+            };
+            assert!(ran(0, "restart-apiserver") && ran(1, "restart-apiserver"));
             // Rolling: cp3 keeps serving untouched after cp2 failed; otherwise all went at once.
-            assert_eq!(ran(2), !rolling, "rolling = {rolling}");
+            assert_eq!(ran(2, "restart-apiserver"), !rolling, "rolling = {rolling}");
+            // A host the rolling phase did not reach gets nothing from later phases either,
+            // and the report names it; a host that finished the phase goes on.
+            assert!(ran(0, "later-phase"), "cp1 finished the phase, so later phases run on it");
+            assert!(!ran(1, "later-phase"), "cp2 failed");
+            assert_eq!(ran(2, "later-phase"), !rolling, "rolling = {rolling}");
+            if rolling {
+                assert_eq!(
+                    report.not_reached,
+                    BTreeMap::from([("cp3".to_string(), "control-plane".to_string())])
+                );
+                let text = report.render_text();
+                assert!(text.contains("Left untouched after a failure"), "{text}");
+                assert!(text.contains("cp3: from control-plane"), "{text}");
+                assert!(!report.succeeded());
+            } else {
+                assert!(report.not_reached.is_empty());
+            }
         }
+    });
+}
+
+#[test]
+fn ctrl_c_ends_a_gate_at_once_and_says_what_was_left_undone() {
+    rt().block_on(async {
+        let (hosts, transports) = three_control_planes();
+        for host in &hosts {
+            // The gate never passes: only cancellation can end it before its hour is up.
+            host.on(Match::program("is-ready"), |_, _| exit(1, "", "not yet"));
+        }
+        let mut plan = restart_plan(false);
+        for steps in plan.phases[0].hosts.values_mut() {
+            steps.push(Step::Gate(plan::Gate {
+                what: "the apiserver is ready".into(),
+                argv: vec!["is-ready".into()],
+                attempts: 720,
+                interval_ms: 5_000,
+            }));
+        }
+        let options = ExecOptions::default();
+        let cancel = options.cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            cancel.cancel();
+        });
+        let started = std::time::Instant::now();
+        let report =
+            execute(&plan, &transports, &options, &Collect::default(), &AuditLog::disabled()).await;
+        assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+        assert!(report.interrupted && report.failures.is_empty());
+        assert_eq!(report.not_started, ["addons"]);
+        let text = report.render_text();
+        assert!(text.contains("Run `kubeforge apply` again"), "{text}");
+        assert!(text.contains("Left undone: the phases addons."), "{text}");
+        assert!(hosts.iter().all(|h| h.commands().iter().all(|c| c[0] != "later-phase")));
     });
 }

@@ -10,6 +10,7 @@ mod etcd;
 mod files;
 mod loadbalancer;
 mod observed;
+mod operation;
 mod os;
 mod phase;
 mod pki;
@@ -27,12 +28,13 @@ use crate::render::RenderTree;
 
 pub use etcd::EtcdPlanError;
 pub use observed::{EtcdObserved, Observed};
+pub use operation::Operation;
 pub use phase::{Phase, PhaseSelection, UnknownPhase};
 pub use runtime::ARTIFACT_BINARIES;
 pub use text::render_text;
 pub use types::{
-    DiffText, EtcdAction, EtcdClientFiles, EtcdOp, FileReason, Gate, PhasePlan, Plan, Problem,
-    PushArtifact, PutFile, Run, SequencedStep, Step, UnitAction, UnitStep,
+    DiffText, EtcdAction, EtcdClientFiles, EtcdOp, EtcdTiming, FileReason, Gate, PhasePlan, Plan,
+    Problem, PushArtifact, PutFile, Run, SequencedStep, Step, UnitAction, UnitStep,
 };
 
 /// A binary available from the artifact source on the operator's machine.
@@ -103,9 +105,16 @@ pub fn probe_request(cluster: &Cluster, tree: &RenderTree, host: &str) -> ProbeR
     request
 }
 
-/// Plans a run. Hosts that are unreachable or fail a preflight check are blocked: they get no
-/// steps and are listed with what to do, while the other hosts are planned normally.
-pub fn plan(input: PlanInput<'_>) -> Result<Plan, PlanError> {
+/// Plans one operation. Each operation has its own planner; all produce the same `Plan`.
+pub fn plan(operation: &Operation, input: PlanInput<'_>) -> Result<Plan, PlanError> {
+    match operation {
+        Operation::Apply => plan_apply(input),
+    }
+}
+
+/// Plans `apply`. Hosts that are unreachable or fail a preflight check are blocked: they get
+/// no steps and are listed with what to do, while the other hosts are planned normally.
+fn plan_apply(input: PlanInput<'_>) -> Result<Plan, PlanError> {
     let cluster = input.cluster;
     if let Some(host) = input.tree.hosts.keys().find(|h| cluster.host(h).is_none()) {
         return Err(PlanError::UnknownHostInTree { host: host.clone() });
@@ -163,10 +172,10 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, PlanError> {
             Phase::Workers => per_host(workers::plan_host),
             Phase::Addons => per_host(addons::plan_host),
         };
-        let rolling = rolls_over_control_planes(cluster, phase);
-        phases.push(PhasePlan { phase, built: phase.is_built(), hosts, sequence, rolling });
+        let batch = rolls_over_control_planes(cluster, phase).then_some(1);
+        phases.push(PhasePlan { phase, built: phase.is_built(), hosts, sequence, batch });
     }
-    Ok(Plan { cluster: cluster.name.clone(), phases, blocked })
+    Ok(Plan { cluster: cluster.name.clone(), operation: Operation::Apply, phases, blocked })
 }
 
 /// Whether a phase changes control planes one at a time (ARCHITECTURE rule 4): the static pods

@@ -179,14 +179,17 @@ fn run_plan(
     sel: &PhaseSelection,
 ) -> Plan {
     let artifacts = ArtifactInventory::new();
-    plan(PlanInput {
-        cluster,
-        tree,
-        facts,
-        artifacts: &artifacts,
-        selection: sel,
-        observed: &Observed::default(),
-    })
+    plan(
+        &Operation::Apply,
+        PlanInput {
+            cluster,
+            tree,
+            facts,
+            artifacts: &artifacts,
+            selection: sel,
+            observed: &Observed::default(),
+        },
+    )
     .unwrap()
 }
 
@@ -224,19 +227,7 @@ pub(crate) fn simulate(plan: &Plan, facts: &mut BTreeMap<String, HostProbe>) {
                         "swapoff" => f.swaps.clear(),
                         other => panic!("unexpected command {other}"),
                     },
-                    Step::Unit(u) => {
-                        let state = f.units.entry(u.unit.clone()).or_insert(UnitState {
-                            active: "inactive".into(),
-                            enabled: "disabled".into(),
-                        });
-                        match u.action {
-                            UnitAction::Enable => state.enabled = "enabled".into(),
-                            UnitAction::Start | UnitAction::Restart => {
-                                state.active = "active".into()
-                            }
-                            UnitAction::DaemonReload => {}
-                        }
-                    }
+                    Step::Unit(u) => simulate_unit(&mut f.units, u),
                     Step::Gate(_) | Step::Etcd(_) => {}
                 }
             }
@@ -383,7 +374,7 @@ fn missing_runtime_binaries_come_from_artifacts_or_block() {
         selection: &sel,
         observed: &Observed::default(),
     };
-    let planned = plan(input).unwrap();
+    let planned = plan(&Operation::Apply, input).unwrap();
     assert!(planned.blocked.is_empty());
     let labels: Vec<String> = planned.phases[2].hosts["w1"].iter().map(Step::label).collect();
     assert_eq!(
@@ -401,14 +392,17 @@ fn missing_runtime_binaries_come_from_artifacts_or_block() {
         ]
     );
     simulate(&planned, &mut facts);
-    let again = plan(PlanInput {
-        cluster: &cluster,
-        tree: &tree,
-        facts: &facts,
-        artifacts: &artifacts,
-        selection: &sel,
-        observed: &Observed::default(),
-    })
+    let again = plan(
+        &Operation::Apply,
+        PlanInput {
+            cluster: &cluster,
+            tree: &tree,
+            facts: &facts,
+            artifacts: &artifacts,
+            selection: &sel,
+            observed: &Observed::default(),
+        },
+    )
     .unwrap();
     assert!(again.is_converged(), "{}", render_text(&again));
 }
@@ -444,4 +438,18 @@ fn secret_changes_are_redacted_and_metadata_drift_is_planned() {
     );
     let json = serde_json::to_string(&plan).unwrap();
     assert!(!json.contains("OLD") && !json.contains("NEW"), "{json}");
+}
+
+/// What a unit step does to the facts a later plan reads, for tests that simulate a run.
+pub(crate) fn simulate_unit(units: &mut BTreeMap<String, UnitState>, u: &UnitStep) {
+    let state = units
+        .entry(u.unit.clone())
+        .or_insert(UnitState { active: "inactive".into(), enabled: "disabled".into() });
+    match u.action {
+        UnitAction::Enable => state.enabled = "enabled".into(),
+        UnitAction::Disable => state.enabled = "disabled".into(),
+        UnitAction::Start | UnitAction::Restart => state.active = "active".into(),
+        UnitAction::Stop => state.active = "inactive".into(),
+        UnitAction::DaemonReload | UnitAction::Reload => {}
+    }
 }

@@ -33,7 +33,7 @@ fn fresh_control_planes_get_haproxy_checked_and_reloaded_and_keepalived_started(
     let mut facts = facts_for(&cluster);
     let first = lb_plan(&cluster, &tree, &facts);
     assert!(first.blocked.is_empty(), "{:?}", first.blocked);
-    assert!(first.phases[0].rolling, "control planes holding the VIP change one at a time");
+    assert!(first.phases[0].is_rolling(), "control planes holding the VIP change one at a time");
     assert_eq!(
         labels(&first, Phase::LoadBalancer, "cp2"),
         [
@@ -82,7 +82,7 @@ fn node_local_workers_get_a_loopback_haproxy_and_control_planes_nothing() {
     let mut facts = facts_for(&cluster);
     let first = lb_plan(&cluster, &tree, &facts);
     let hosts: Vec<&String> = first.phases[0].hosts.keys().collect();
-    assert!(!first.phases[0].rolling, "each worker's haproxy serves only itself");
+    assert!(!first.phases[0].is_rolling(), "each worker's haproxy serves only itself");
     let workers: Vec<&String> = cluster.workers().map(|h| &h.name).collect();
     assert_eq!(hosts, workers, "only the non-control-plane kubelet hosts");
     let worker = workers[0];

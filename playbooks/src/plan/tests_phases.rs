@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::tests::{fresh_facts, present_file};
+use super::tests::{fresh_facts, present_file, simulate_unit};
 use super::*;
 use crate::facts::{Binary, FileState, UnitState};
 use crate::model::Cluster;
@@ -106,7 +106,7 @@ pub(crate) fn plan_phases(
         selection: &selection,
         observed: &Observed::default(),
     };
-    plan(input).unwrap()
+    plan(&Operation::Apply, input).unwrap()
 }
 
 /// One phase's steps on one host as their labels (empty when the host has none).
@@ -192,17 +192,7 @@ fn apply_step(
                 other => panic!("the host model does not know {other:?}"),
             }
         }
-        Step::Unit(u) => {
-            let state = f
-                .units
-                .entry(u.unit.clone())
-                .or_insert(UnitState { active: "inactive".into(), enabled: "disabled".into() });
-            match u.action {
-                UnitAction::Enable => state.enabled = "enabled".into(),
-                UnitAction::Start | UnitAction::Restart => state.active = "active".into(),
-                UnitAction::DaemonReload => {}
-            }
-        }
+        Step::Unit(u) => simulate_unit(&mut f.units, u),
         Step::Gate(_) => {}
         other => panic!("unexpected step {other:?}"),
     }

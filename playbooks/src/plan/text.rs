@@ -26,7 +26,7 @@ pub fn render_text(plan: &Plan) -> String {
         if phase.hosts.is_empty() && phase.sequence.is_empty() {
             continue;
         }
-        if phase.rolling && phase.hosts.len() > 1 {
+        if phase.is_rolling() && phase.hosts.len() > 1 {
             let _ = writeln!(out, "\n{} (one host at a time, in this order):", phase.phase);
         } else {
             let _ = writeln!(out, "\n{}:", phase.phase);

@@ -6,12 +6,15 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::Phase;
+use super::{Operation, Phase};
 
-/// Everything `apply` would do, and why nothing is done on some hosts.
+/// Everything an operation would do, and why nothing is done on some hosts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
     pub cluster: String,
+    /// The operation planned (`apply`, …): it names the command that resumes an interrupted
+    /// run in every remedy the executor prints.
+    pub operation: Operation,
     /// The selected phases, in order.
     pub phases: Vec<PhasePlan>,
     /// Hosts excluded from every phase: unreachable, or failing a preflight check.
@@ -67,12 +70,22 @@ pub struct PhasePlan {
     /// when empty.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sequence: Vec<SequencedStep>,
-    /// The `hosts` run one at a time, in name order, and the first failure stops the rest:
-    /// set where a change restarts what serves the cluster on every control plane (the
-    /// apiserver, haproxy and keepalived with the VIP), so that the others keep serving while
-    /// one restarts and a bad change stops at the first host. Omitted from JSON when false.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub rolling: bool,
+    /// How many `hosts` run at once, in name order, a batch starting when the previous one
+    /// finished, the first failure stopping the rest (they are reported as not reached and get
+    /// nothing from later phases). `Some(1)` where a change restarts what serves the cluster on
+    /// every control plane (the apiserver, haproxy and keepalived with the VIP), so the others
+    /// keep serving while one restarts and a bad change stops at the first host; worker batches
+    /// of an upgrade use more. `None`: all hosts at once (bounded only by the connection limit).
+    /// Omitted from JSON when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+}
+
+impl PhasePlan {
+    /// One host at a time.
+    pub fn is_rolling(&self) -> bool {
+        self.batch == Some(1)
+    }
 }
 
 /// One step of a phase's sequence and the host it runs on (for an etcd operation: the host
@@ -197,8 +210,12 @@ pub struct UnitStep {
 pub enum UnitAction {
     DaemonReload,
     Enable,
+    Disable,
     Start,
+    Stop,
     Restart,
+    /// The unit's own reload (`ExecReload`): haproxy keeps established connections.
+    Reload,
 }
 
 impl UnitStep {
@@ -206,8 +223,11 @@ impl UnitStep {
         let words: &[&str] = match self.action {
             UnitAction::DaemonReload => return vec!["systemctl".into(), "daemon-reload".into()],
             UnitAction::Enable => &["systemctl", "enable"],
+            UnitAction::Disable => &["systemctl", "disable"],
             UnitAction::Start => &["systemctl", "start"],
+            UnitAction::Stop => &["systemctl", "stop"],
             UnitAction::Restart => &["systemctl", "restart"],
+            UnitAction::Reload => &["systemctl", "reload"],
         };
         words.iter().map(|w| w.to_string()).chain([self.unit.clone()]).collect()
     }
@@ -241,7 +261,29 @@ pub struct EtcdOp {
     pub client_port: u16,
     /// The client credentials, as files on the operator's machine (the state dir's PKI).
     pub tls: EtcdClientFiles,
+    pub timing: EtcdTiming,
     pub why: String,
+}
+
+/// The limits and retry pace of one etcd operation, decided by the planner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdTiming {
+    /// TCP + TLS connection setup, per attempt.
+    pub connect_ms: u64,
+    /// Each request.
+    pub request_ms: u64,
+    /// How long a membership change keeps retrying while etcd answers that it cannot
+    /// reconfigure yet (a just-started member, a learner catching up).
+    pub reconfigure_ms: u64,
+    /// Pause between attempts to open a tunnel to a member that is still starting.
+    pub retry_ms: u64,
+}
+
+impl Default for EtcdTiming {
+    fn default() -> Self {
+        EtcdTiming { connect_ms: 5_000, request_ms: 5_000, reconfigure_ms: 60_000, retry_ms: 500 }
+    }
 }
 
 /// PEM files on the operator's machine: the etcd CA and a client certificate it signed.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use super::super::PlanInput;
 use super::super::types::{
-    EtcdAction, EtcdClientFiles, EtcdOp, Run, SequencedStep, Step, UnitAction, UnitStep,
+    EtcdAction, EtcdClientFiles, EtcdOp, EtcdTiming, Run, SequencedStep, Step, UnitAction, UnitStep,
 };
 use super::host::{Install, UNIT, bootstrap_file, start_no_block};
 use super::{CLIENT_PORT, EtcdPlanError, GATE_TIMEOUT_MS, MemberHost};
@@ -61,7 +61,13 @@ impl Builder<'_, '_> {
     }
 
     fn op(&self, action: EtcdAction, why: String) -> Step {
-        Step::Etcd(EtcdOp { action, client_port: CLIENT_PORT, tls: self.tls.clone(), why })
+        Step::Etcd(EtcdOp {
+            action,
+            client_port: CLIENT_PORT,
+            tls: self.tls.clone(),
+            timing: EtcdTiming::default(),
+            why,
+        })
     }
 
     /// A health gate over the listed members that kubeforge can reach.

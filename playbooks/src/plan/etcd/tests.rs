@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::super::tests::{cluster, fresh_facts, present_file};
+use super::super::tests::{cluster, fresh_facts, present_file, simulate_unit};
 use super::super::*;
 use super::{BIN_DIR, PKI_FILES};
 use crate::etcd_membership::CurrentMember;
@@ -87,7 +87,7 @@ fn plan_etcd(
     let selection = etcd_only();
     let input =
         PlanInput { cluster, tree, facts, artifacts: &artifacts, selection: &selection, observed };
-    let plan = plan(input)?;
+    let plan = plan(&Operation::Apply, input)?;
     Ok(plan.phases.into_iter().find(|p| p.phase == Phase::Etcd).unwrap())
 }
 
@@ -144,18 +144,7 @@ impl Sim {
                 };
                 self.host(host).files.insert(a.dest.clone(), state);
             }
-            Step::Unit(u) => {
-                let f = self.host(host);
-                let state = f
-                    .units
-                    .entry(u.unit.clone())
-                    .or_insert(UnitState { active: "inactive".into(), enabled: "disabled".into() });
-                match u.action {
-                    UnitAction::Enable => state.enabled = "enabled".into(),
-                    UnitAction::Start | UnitAction::Restart => state.active = "active".into(),
-                    UnitAction::DaemonReload => {}
-                }
-            }
+            Step::Unit(u) => simulate_unit(&mut self.host(host).units, u),
             Step::Run(r) if r.argv[0] == "systemd-sysusers" => {}
             Step::Run(r) if r.argv[..3] == ["systemctl", "start", "--no-block"] => {
                 self.start_member(host)
@@ -496,7 +485,7 @@ fn missing_pki_files_and_binaries_are_named() {
         selection: &selection,
         observed: &Observed::default(),
     };
-    let err = plan(input).unwrap_err();
+    let err = plan(&Operation::Apply, input).unwrap_err();
     assert!(
         err.to_string().starts_with(&format!("etcd member cp1 has no {BIN_DIR}/etcd")),
         "{err}"
@@ -578,7 +567,7 @@ fn the_plan_text_shows_the_sequence_and_json_keeps_its_shape() {
         selection: &selection,
         observed: &observed,
     };
-    let plan = plan(input).unwrap();
+    let plan = plan(&Operation::Apply, input).unwrap();
     let text = render_text(&plan);
     assert!(text.contains(
         "  then, one step at a time:\n    1. on cp1:\n      ? etcd wait until cp1,cp2,cp3 are healthy (up to 120 s)"
@@ -616,7 +605,7 @@ fn reissued_etcd_certificates_restart_members_one_at_a_time_when_pki_runs_too() 
         selection: &selection,
         observed: &observed,
     };
-    let plan = plan(input).unwrap();
+    let plan = plan(&Operation::Apply, input).unwrap();
     let etcd = plan.phases.iter().find(|p| p.phase == Phase::Etcd).unwrap();
     let seq: Vec<String> =
         etcd.sequence.iter().map(|s| format!("{}: {}", s.host, s.step.label())).collect();
