@@ -181,6 +181,25 @@ fn a_spec_with_two_hosts_addresses_swapped_is_refused_before_anything_changes() 
     let (all, _) = lab.machines();
     let text_before = lab.spec_text();
     assert!(text_before.contains("hostKeyPolicy: strict"), "{text_before}");
+    // The state dir's PKI and secrets exist before the swap (as after any earlier apply).
+    lab.ok(&["certs", "generate", "-f", lab.spec_arg()]);
+    let state_dir = lab.dir.path().join(".kubeforge").join(&name);
+    let state_files = || {
+        let mut files = std::collections::BTreeMap::new();
+        let mut stack = vec![state_dir.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if !p.ends_with("known_hosts") && !p.ends_with("apply.lock") {
+                    files.insert(p.clone(), std::fs::read(&p).unwrap());
+                }
+            }
+        }
+        files
+    };
+    let state_before = state_files();
 
     // Swap cp1's and w1's addresses.
     let address_of = |host: &str| -> String {
@@ -206,6 +225,25 @@ fn a_spec_with_two_hosts_addresses_swapped_is_refused_before_anything_changes() 
     assert!(shown.to_lowercase().contains("host key"), "the refusal names host keys: {shown}");
     assert!(shown.contains("cp1") && shown.contains("w1"), "both hosts are named: {shown}");
     assert!(shown.contains("nothing was changed on any host"), "{shown}");
+    let after: Vec<String> = all.iter().map(fingerprint).collect();
+    assert_eq!(before, after, "nothing changed on the machines");
+
+    // With the etcd phase selected, the refusal is still the error (never etcd's quorum, whose
+    // advice to restore a snapshot would destroy a healthy cluster), for plan and apply alike,
+    // and the state dir's PKI and secrets stay byte for byte as they were: no certificate is
+    // reissued for the swapped addresses.
+    for args in [
+        vec!["plan", "-f", lab.spec_arg(), "--until", "etcd"],
+        vec!["apply", "-f", lab.spec_arg(), "--until", "etcd", "--yes"],
+    ] {
+        let out = lab.run(&args);
+        let shown = text(&out);
+        assert!(!out.status.success(), "{shown}");
+        assert!(shown.contains("host key verification failed for"), "{shown}");
+        assert!(shown.contains("cp1") && shown.contains("w1"), "{shown}");
+        assert!(!shown.contains("quorum") && !shown.contains("snapshot"), "{shown}");
+    }
+    assert!(state_files() == state_before, "a refused run changed the state dir");
     let after: Vec<String> = all.iter().map(fingerprint).collect();
     assert_eq!(before, after, "nothing changed on the machines");
 }
