@@ -1,5 +1,5 @@
 //! A real OpenSSH `sshd` for tests: its own config, host key, per-user authorized_keys and pid
-//! file in a temporary directory, listening on a free 127.0.0.1 port. Dropping it kills the
+//! file in a temporary directory, listening on a free 127.0.0.1 port (or a given loopback address and port). Dropping it kills the
 //! daemon and every session process it forked, then removes the directory. Needs root (sshd's
 //! privilege separation) and `/run/sshd`, which it creates.
 //!
@@ -91,6 +91,9 @@ pub struct SshdOptions {
     pub host_key: Option<PathBuf>,
     /// Extra sshd_config lines.
     pub extra_config: Vec<String>,
+    /// Listen on this loopback address instead of 127.0.0.1 (Linux routes all of 127/8 to
+    /// `lo`), so several "hosts" can share one port as a spec's hosts do.
+    pub listen_address: Option<String>,
 }
 
 /// A running sshd; killed and cleaned up on drop.
@@ -119,9 +122,10 @@ impl Sshd {
                 .expect("write authorized_keys");
         }
         let port = opts.port.unwrap_or_else(free_port);
+        let listen = opts.listen_address.clone().unwrap_or_else(|| "127.0.0.1".into());
         let mut config = vec![
             format!("Port {port}"),
-            "ListenAddress 127.0.0.1".into(),
+            format!("ListenAddress {listen}"),
             format!("HostKey {}", host_key.display()),
             format!("PidFile {}", dir.path().join("sshd.pid").display()),
             format!("AuthorizedKeysFile {}/%u", keys_dir.display()),
@@ -170,7 +174,7 @@ impl Sshd {
         if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
             let log = sshd.log();
             sshd.kill();
-            panic!("sshd did not start on 127.0.0.1:{port}:\n{log}");
+            panic!("sshd did not start on {listen}:{port}:\n{log}");
         }
         sshd
     }

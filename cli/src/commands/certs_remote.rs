@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use crate::context::OutputFormat;
 use crate::state::StateDir;
 use crate::transport::ssh::SshConnector;
-use crate::transport::{ConnectOptions, Connector as _, SshTarget, Transport};
+use crate::transport::{ConnectOptions, Connector as _, Transport};
 
 /// How a host's copy of a file compares with the state dir's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -160,12 +160,12 @@ pub fn run(
     )
     .map_err(|e| miette!("{e}"))?;
     let known_hosts = state.root().join("known_hosts");
+    let targets = crate::transport::ssh_targets(cluster, &known_hosts)?;
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     let certs = runtime.block_on(async {
         let connector = Arc::new(SshConnector::new(ConnectOptions::default()));
         let mut tasks = tokio::task::JoinSet::new();
-        for host in &cluster.hosts {
-            let target = SshTarget::from_host(host, &known_hosts);
+        for target in targets {
             let connector = connector.clone();
             tasks.spawn(async move { (target.host.clone(), connector.connect(&target).await) });
         }

@@ -19,7 +19,7 @@ use crate::gather::{GatherTarget, gather};
 use crate::secrets_store::Secrets;
 use crate::state::StateDir;
 use crate::transport::ssh::SshConnector;
-use crate::transport::{ConnectOptions, SshTarget, Transport};
+use crate::transport::{ConnectOptions, Transport};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -127,11 +127,11 @@ pub async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
     let selection = PhaseSelection::new(args.until, &args.skip_phases);
     let artifacts = crate::artifacts::inventory(&cluster, spec_dir, &selection)?;
     let known_hosts = state.root().join("known_hosts");
-    let targets = cluster
-        .hosts
-        .iter()
-        .map(|h| GatherTarget {
-            target: SshTarget::from_host(h, &known_hosts),
+    let targets = crate::transport::ssh_targets(&cluster, &known_hosts)?
+        .into_iter()
+        .zip(&cluster.hosts)
+        .map(|(target, h)| GatherTarget {
+            target,
             request: plan::probe_request(&cluster, &tree, &h.name),
         })
         .collect();

@@ -47,6 +47,15 @@ pub async fn authenticate<H: russh::client::Handler>(
         .flatten();
     let mut tried: Vec<String> = Vec::new();
 
+    if let Some(path) = identity_file.filter(|p| super::home::is_unexpanded(p)) {
+        // Reading `./~/…` instead would fail later with a misleading message.
+        return Err(TransportError::Key {
+            file: path.to_path_buf(),
+            detail: "the path starts with `~`, which was not expanded; kubeforge expands the \
+                     spec's `~/` from HOME, so set HOME or write an absolute path"
+                .into(),
+        });
+    }
     let wanted_public = match identity_file {
         Some(path) => public_key_of(path),
         None => None,

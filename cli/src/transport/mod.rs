@@ -22,6 +22,7 @@ pub mod auth;
 pub mod bastion;
 pub mod fake;
 pub mod forward;
+pub mod home;
 pub mod known_hosts;
 pub mod quote;
 pub mod ssh;
@@ -104,38 +105,74 @@ pub struct BastionTarget {
 
 impl SshTarget {
     /// The target for a validated spec host; `default_known_hosts` is `<state>/known_hosts`.
+    /// `home` is the operator's home directory ([`home::home_from_env`] in the CLI): the path
+    /// fields' `~/` is expanded from it here, the one place spec paths become local paths, and
+    /// a `~` path with no usable home is an error naming the host and the field.
     pub fn from_host(
         host: &kubeforge_playbooks::model::Host,
         default_known_hosts: &std::path::Path,
-    ) -> Self {
+        home: Option<&std::path::Path>,
+    ) -> Result<Self, home::SpecPathError> {
         use kubeforge_playbooks::model::HostKeyPolicy as Spec;
         let ssh = &host.ssh;
-        SshTarget {
-            host: host.name.to_string(),
+        let name = host.name.to_string();
+        let expand = |field: &'static str, path: &Option<PathBuf>| {
+            path.as_deref().map(|p| home::expand_field(&name, field, p, home)).transpose()
+        };
+        let bastion = match &ssh.bastion {
+            Some(b) => Some(BastionTarget {
+                address: b.address.clone(),
+                port: b.port,
+                user: b.user.clone(),
+                identity_file: expand("ssh.bastion.identityFile", &b.identity_file)?,
+            }),
+            None => None,
+        };
+        Ok(SshTarget {
+            identity_file: expand("ssh.identityFile", &ssh.identity_file)?,
+            known_hosts_file: expand("ssh.knownHostsFile", &ssh.known_hosts_file)?
+                .unwrap_or_else(|| default_known_hosts.to_path_buf()),
+            host: name,
             address: host.address.to_string(),
             port: ssh.port,
             user: ssh.user.clone(),
-            identity_file: ssh.identity_file.clone(),
-            known_hosts_file: ssh
-                .known_hosts_file
-                .clone()
-                .unwrap_or_else(|| default_known_hosts.to_path_buf()),
             host_key_policy: match ssh.host_key_policy {
                 Spec::Strict => HostKeyPolicy::Strict,
                 Spec::AcceptNew => HostKeyPolicy::AcceptNew,
             },
-            bastion: ssh.bastion.as_ref().map(|b| BastionTarget {
-                address: b.address.clone(),
-                port: b.port,
-                user: b.user.clone(),
-                identity_file: b.identity_file.clone(),
-            }),
-        }
+            bastion,
+        })
     }
 
     /// Whether commands must be wrapped in `sudo -n`.
     pub fn needs_sudo(&self) -> bool {
         self.user != "root"
+    }
+}
+
+/// Every host's [`SshTarget`], with `~/` expanded from `$HOME`; all hosts whose paths cannot be
+/// expanded are reported at once, before anything connects.
+pub fn ssh_targets(
+    cluster: &kubeforge_playbooks::model::Cluster,
+    default_known_hosts: &std::path::Path,
+) -> miette::Result<Vec<SshTarget>> {
+    let home = home::home_from_env();
+    let (mut targets, mut problems) = (Vec::new(), Vec::new());
+    for host in &cluster.hosts {
+        match SshTarget::from_host(host, default_known_hosts, home.as_deref()) {
+            Ok(t) => targets.push(t),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if problems.is_empty() {
+        Ok(targets)
+    } else {
+        Err(miette::miette!(
+            help = "kubeforge expands `~/` in ssh.identityFile, ssh.knownHostsFile and \
+                    ssh.bastion.identityFile from HOME; nothing was connected to",
+            "{}",
+            problems.join("\n")
+        ))
     }
 }
 
@@ -555,7 +592,9 @@ impl Default for ConnectOptions {
             agent_socket: std::env::var_os("SSH_AUTH_SOCK")
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
-            default_key_dir: std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh")),
+            default_key_dir: home::home_from_env()
+                .filter(|h| h.is_absolute())
+                .map(|h| h.join(".ssh")),
         }
     }
 }
@@ -585,6 +624,51 @@ mod tests {
         let out = CommandOutput { exit_status: 3, stdout: vec![], stderr: b"boom\n".to_vec() };
         let err = out.check("cp1", &cmd).unwrap_err().to_string();
         assert_eq!(err, "cp1: `false 'a b'` exited with status 3; stderr:\nboom");
+    }
+
+    /// The spec `kubeforge init` writes, with a knownHostsFile and a bastion added.
+    fn init_cluster(extra_ssh: &str) -> kubeforge_playbooks::model::Cluster {
+        let text = crate::commands::init::STACKED.replace(
+            "    hostKeyPolicy: accept-new",
+            &format!("    hostKeyPolicy: accept-new\n{extra_ssh}"),
+        );
+        kubeforge_playbooks::spec::load_str(&text, "init.yaml").expect("the init spec validates")
+    }
+
+    #[test]
+    fn from_host_expands_every_path_field_from_home() {
+        let cluster = init_cluster(
+            "    knownHostsFile: ~/.ssh/kubeforge_known_hosts\n    bastion: {address: 10.0.0.9, identityFile: ~/keys/jump}",
+        );
+        let home = std::path::Path::new("/home/op");
+        let t = SshTarget::from_host(&cluster.hosts[0], "/state/known_hosts".as_ref(), Some(home))
+            .unwrap();
+        assert_eq!(t.identity_file.as_deref(), Some("/home/op/.ssh/id_ed25519".as_ref()));
+        assert_eq!(t.known_hosts_file, std::path::Path::new("/home/op/.ssh/kubeforge_known_hosts"));
+        let b = t.bastion.unwrap();
+        assert_eq!(b.identity_file.as_deref(), Some("/home/op/keys/jump".as_ref()));
+        // No knownHostsFile: the state dir's file, as given.
+        let plain = init_cluster("");
+        let t = SshTarget::from_host(&plain.hosts[0], "/state/known_hosts".as_ref(), Some(home))
+            .unwrap();
+        assert_eq!(t.known_hosts_file, std::path::Path::new("/state/known_hosts"));
+    }
+
+    #[test]
+    fn from_host_without_home_names_the_host_and_field() {
+        let cluster = init_cluster("    knownHostsFile: ~/kh");
+        let err = SshTarget::from_host(&cluster.hosts[0], "/s/kh".as_ref(), None).unwrap_err();
+        assert_eq!((err.host.as_str(), err.field), ("cp1", "ssh.identityFile"));
+        assert!(err.to_string().contains("HOME is not set"), "{err}");
+        // An absolute identity file: the knownHostsFile is the one named.
+        let text = crate::commands::init::STACKED.replace("~/.ssh/id_ed25519", "/keys/id").replace(
+            "    hostKeyPolicy: accept-new",
+            "    hostKeyPolicy: accept-new\n    knownHostsFile: ~/kh",
+        );
+        let cluster = kubeforge_playbooks::spec::load_str(&text, "x.yaml").unwrap();
+        let err = SshTarget::from_host(&cluster.hosts[0], "/s/kh".as_ref(), Some("".as_ref()))
+            .unwrap_err();
+        assert_eq!(err.field, "ssh.knownHostsFile");
     }
 
     #[test]

@@ -34,7 +34,10 @@ const REMOTE_TIMEOUT_GRACE: Duration = Duration::from_secs(1);
 
 /// The russh client handler: checks the server's host key against known_hosts.
 pub(crate) struct ClientHandler {
+    /// The hop's label: the spec host's name, or "bastion ADDR:PORT (for HOST)".
     host: String,
+    /// A jump host: its key is recorded and looked up under its address only.
+    bastion: bool,
     address: String,
     port: u16,
     known_hosts: Arc<KnownHosts>,
@@ -61,11 +64,20 @@ impl russh::client::Handler for ClientHandler {
         key: &PublicKeyOrCertificate,
     ) -> Result<bool, HandlerError> {
         match key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => self
-                .known_hosts
-                .verify(&self.host, &self.address, self.port, key, self.policy)
-                .map(|()| true)
-                .map_err(|e| HandlerError::HostKey(Box::new(e))),
+            PublicKeyOrCertificate::PublicKey { key, .. } => {
+                let checked = if self.bastion {
+                    self.known_hosts.verify_bastion(
+                        &self.host,
+                        &self.address,
+                        self.port,
+                        key,
+                        self.policy,
+                    )
+                } else {
+                    self.known_hosts.verify(&self.host, &self.address, self.port, key, self.policy)
+                };
+                checked.map(|()| true).map_err(|e| HandlerError::HostKey(Box::new(e)))
+            }
             PublicKeyOrCertificate::Certificate(_) => Err(HandlerError::HostKey(Box::new(TransportError::Protocol {
                 host: self.host.clone(),
                 operation: "host key check".into(),
@@ -142,6 +154,7 @@ impl SshConnector {
         };
         let endpoint = Endpoint {
             label: target.host.clone(),
+            bastion: false,
             address: target.address.clone(),
             port: target.port,
             user: target.user.clone(),
@@ -184,6 +197,7 @@ impl SshConnector {
         }
         let endpoint = Endpoint {
             label: format!("bastion {}:{} (for {})", b.address, b.port, target.host),
+            bastion: true,
             address: b.address.clone(),
             port: b.port,
             user: b.user.clone(),
@@ -207,8 +221,10 @@ impl Connector for SshConnector {
 
 /// One SSH hop's coordinates.
 struct Endpoint {
-    /// Names the hop in errors: the host name, or "bastion ADDR:PORT (for HOST)".
+    /// Names the hop in errors: the host name, or "bastion ADDR:PORT (for HOST)". Only a spec
+    /// host's name is also recorded in known_hosts (see [`KnownHosts::verify`]).
     label: String,
+    bastion: bool,
     address: String,
     port: u16,
     user: String,
@@ -253,6 +269,7 @@ async fn open_session(
     let config = Arc::new(client_config(options, &algorithms));
     let handler = ClientHandler {
         host: hop.label.clone(),
+        bastion: hop.bastion,
         address: hop.address.clone(),
         port: hop.port,
         known_hosts,
