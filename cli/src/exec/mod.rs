@@ -402,6 +402,14 @@ impl StepContext<'_> {
                             () = self.cancel.cancelled() => return Err(StepError::Interrupted),
                         }
                     }
+                    if let Some(across) = &g.across {
+                        let (yes, detail) = self.count_across(&across.hosts, &g.argv).await?;
+                        if yes.len() == across.exactly {
+                            return Ok(StepOutcome::Unchanged);
+                        }
+                        last = (1, detail);
+                        continue;
+                    }
                     last = self.command("probe", &g.argv).await?;
                     if last.0 == 0 {
                         return Ok(StepOutcome::Unchanged);
@@ -421,6 +429,32 @@ impl StepContext<'_> {
                     .into())
             }
         }
+    }
+
+    /// Runs `argv` on each host (a cluster-level gate); returns the hosts where it exited 0
+    /// and a line saying which did, for the failure report.
+    async fn count_across(
+        &self,
+        hosts: &[String],
+        argv: &[String],
+    ) -> Result<(Vec<String>, String), HostFailure> {
+        let mut yes = Vec::new();
+        for host in hosts {
+            let Some(transport) = self.transports.get(host) else {
+                return Err(HostFailure::unreachable(host, self.phase, self.rerun));
+            };
+            let ctx = StepContext { host, transport: transport.as_ref(), ..*self };
+            if ctx.command("probe", argv).await?.0 == 0 {
+                yes.push(host.clone());
+            }
+        }
+        let detail = format!(
+            "{} of {} answered yes: {}",
+            yes.len(),
+            hosts.len(),
+            if yes.is_empty() { "none".to_string() } else { yes.join(", ") }
+        );
+        Ok((yes, detail))
     }
 
     async fn put(&self, op: &'static str, put: &PutFile) -> Result<StepOutcome, HostFailure> {

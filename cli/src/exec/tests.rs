@@ -573,6 +573,7 @@ fn ctrl_c_ends_a_gate_at_once_and_says_what_was_left_undone() {
             steps.push(Step::Gate(plan::Gate {
                 what: "the apiserver is ready".into(),
                 argv: vec!["is-ready".into()],
+                across: None,
                 attempts: 720,
                 interval_ms: 5_000,
             }));

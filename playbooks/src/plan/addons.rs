@@ -115,6 +115,7 @@ fn nodes_ready_gate(input: PlanInput<'_>) -> Step {
     Step::Gate(Gate {
         what: format!("every node is Ready ({})", nodes.join(", ").replace("node/", "")),
         argv: kubectl(&args),
+        across: None,
         attempts: 60,
         interval_ms: 5000,
     })

@@ -129,6 +129,7 @@ fn mark_control_plane(host: &Host) -> [Step; 3] {
         Step::Gate(Gate {
             what: format!("node {} is registered", host.name),
             argv: kubectl(&["get", "node", &host.name]),
+            across: None,
             attempts: 60,
             interval_ms: 2000,
         }),
@@ -183,12 +184,14 @@ fn readiness_gates(input: PlanInput<'_>, host: &Host) -> [Step; 2] {
             what: format!("kube-apiserver on {} answers /readyz at {own}", host.name),
             argv: readyz(&own),
             // The first start can include the images' unpacking and etcd's first writes.
+            across: None,
             attempts: 120,
             interval_ms: 5000,
         }),
         Step::Gate(Gate {
             what: format!("the API answers /readyz through {endpoint}"),
             argv: readyz(&endpoint),
+            across: None,
             attempts: 60,
             interval_ms: 2000,
         }),

@@ -13,7 +13,12 @@
 
 use super::PlanInput;
 use super::files::{Wanted, put_file};
-use super::types::{FileReason, Gate, PutFile, Run, Step, UnitAction, UnitStep};
+use super::restart::Loads;
+use std::collections::BTreeMap;
+
+use super::types::{
+    FileReason, Gate, GateAcross, PutFile, Run, SequencedStep, Step, UnitAction, UnitStep,
+};
 use crate::facts::{HostFacts, UnitState};
 use crate::model::Host;
 use crate::render::NodeFile;
@@ -28,6 +33,7 @@ const HAPROXY_DIR: &str = "/etc/haproxy/";
 pub(crate) const KEEPALIVED_CONFIG: &str = "/etc/keepalived/keepalived.conf";
 const KEEPALIVED_DIR: &str = "/etc/keepalived/";
 const KEEPALIVED_DROP_IN_DIR: &str = "/etc/systemd/system/keepalived.service.d/";
+const APISERVER_PORT: u16 = 6443;
 const INTERFACE_SCRIPT: &str = "/usr/local/lib/kubeforge/keepalived-interface";
 
 /// Whether the loadbalancer phase owns a render-tree path.
@@ -86,24 +92,29 @@ pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) ->
     let Some(files) = input.tree.hosts.get(&host.name) else { return Vec::new() };
     let mut steps = Vec::new();
     if let Some(config) = files.get(HAPROXY_CONFIG) {
-        steps.extend(haproxy(&host.name, facts, config));
+        let loads = Loads::new(HAPROXY_UNIT).file(input, &host.name, facts, HAPROXY_CONFIG);
+        steps.extend(haproxy(&host.name, facts, config, &loads));
     }
     if files.contains_key(KEEPALIVED_CONFIG) {
-        let keepalived_files = files.iter().filter(|(p, _)| is_keepalived_file(p));
-        steps.extend(keepalived(&host.name, facts, keepalived_files));
+        let keepalived_files: Vec<_> =
+            files.iter().filter(|(p, _)| is_keepalived_file(p)).collect();
+        let loads = keepalived_files
+            .iter()
+            .fold(Loads::new(KEEPALIVED_UNIT), |l, (p, _)| l.file(input, &host.name, facts, p));
+        steps.extend(keepalived(&host.name, facts, keepalived_files.into_iter(), &loads));
     }
     steps
 }
 
-fn haproxy(host: &str, facts: &HostFacts, config: &NodeFile) -> Vec<Step> {
+fn haproxy(host: &str, facts: &HostFacts, config: &NodeFile, loads: &Loads) -> Vec<Step> {
     let mut steps = Vec::new();
     let wanted = |path| Wanted { path, contents: &config.contents, mode: 0o644, secret: false };
     let wanted_config =
         Wanted { mode: config.mode, secret: config.secret, ..wanted(HAPROXY_CONFIG) };
-    let mut reload = false;
+    // A config put now, or one an interrupted run put after haproxy last loaded its config.
+    let reload = loads.stale(facts);
     if let Some(put) = put_file(host, facts, wanted_config) {
         if content_changed(&put) {
-            reload = true;
             let check_copy = scratch_file(HAPROXY_CHECK_COPY, &config.contents, config.secret);
             steps.push(Step::PutFile(check_copy));
             steps.push(run(
@@ -126,14 +137,16 @@ fn haproxy(host: &str, facts: &HostFacts, config: &NodeFile) -> Vec<Step> {
     if !state.is_some_and(|u| u.is_active()) {
         steps.extend(reset_failed(HAPROXY_UNIT, state));
         steps.push(unit(HAPROXY_UNIT, UnitAction::Start, "haproxy is not running"));
-    } else if reload {
-        steps.push(run(
-            &["systemctl", "reload", HAPROXY_UNIT],
-            "haproxy's config changed; a reload keeps established connections",
+    } else if let Some(why) = reload {
+        steps.push(unit(
+            HAPROXY_UNIT,
+            UnitAction::Reload,
+            &format!("{why}; a reload keeps established connections"),
         ));
     }
     if !steps.is_empty() {
         steps.push(Step::Gate(haproxy_gate(&config.contents)));
+        steps.extend(loads.record_step(host, facts));
     }
     steps
 }
@@ -160,21 +173,28 @@ fn haproxy_gate(config: &[u8]) -> Gate {
         ),
         _ => ("haproxy is active".to_string(), active),
     };
-    Gate { what, argv: vec!["sh".into(), "-c".into(), script], attempts: 30, interval_ms: 1000 }
+    Gate {
+        what,
+        argv: vec!["sh".into(), "-c".into(), script],
+        across: None,
+        attempts: 30,
+        interval_ms: 1000,
+    }
 }
 
 fn keepalived<'a>(
     host: &str,
     facts: &HostFacts,
     files: impl Iterator<Item = (&'a String, &'a NodeFile)>,
+    loads: &Loads,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
-    let (mut restart, mut unit_files_changed) = (false, false);
+    let restart = loads.stale(facts);
+    let mut unit_files_changed = false;
     for (path, file) in files {
         let wanted =
             Wanted { path, contents: &file.contents, mode: file.mode, secret: file.secret };
         if let Some(put) = put_file(host, facts, wanted) {
-            restart |= content_changed(&put);
             unit_files_changed |= path.starts_with(KEEPALIVED_DROP_IN_DIR);
             steps.push(Step::PutFile(put));
         }
@@ -189,11 +209,11 @@ fn keepalived<'a>(
     if !state.is_some_and(|u| u.is_active()) {
         steps.extend(reset_failed(KEEPALIVED_UNIT, state));
         steps.push(unit(KEEPALIVED_UNIT, UnitAction::Start, "keepalived is not running"));
-    } else if restart {
+    } else if let Some(why) = restart {
         steps.push(unit(
             KEEPALIVED_UNIT,
             UnitAction::Restart,
-            "keepalived's files changed (a restart re-reads its interface and peers)",
+            &format!("{why} (a restart re-reads its interface and peers)"),
         ));
     }
     if !steps.is_empty() {
@@ -205,9 +225,62 @@ fn keepalived<'a>(
                 "--quiet".into(),
                 KEEPALIVED_UNIT.into(),
             ],
+            across: None,
             attempts: 30,
             interval_ms: 1000,
         }));
+        steps.extend(loads.record_step(host, facts));
     }
     steps
+}
+
+/// The phase's cluster-level gates, after every host's steps, when anything changed in
+/// keepalived-haproxy mode: exactly one control plane holds the VIP (keepalived enters MASTER
+/// seconds after it starts, and haproxy binds the VIP non-locally, so haproxy's own gate passes
+/// before any host has it), then the endpoint accepts connections through the VIP.
+pub(crate) fn sequence(
+    input: PlanInput<'_>,
+    hosts: &BTreeMap<String, Vec<Step>>,
+    ready: &BTreeMap<&str, &HostFacts>,
+) -> Vec<SequencedStep> {
+    let cluster = input.cluster;
+    let Some(vip) = cluster.load_balancer.vip else { return Vec::new() };
+    if cluster.load_balancer.mode != crate::model::LoadBalancerMode::KeepalivedHaproxy
+        || hosts.is_empty()
+    {
+        return Vec::new();
+    }
+    let holders: Vec<String> = cluster
+        .control_planes()
+        .map(|h| h.name.clone())
+        .filter(|h| ready.contains_key(h.as_str()))
+        .collect();
+    let Some(first) = holders.first().cloned() else { return Vec::new() };
+    let endpoint = crate::model::Endpoint::ip(vip, APISERVER_PORT).to_string();
+    let (host, port) = endpoint.rsplit_once(':').unwrap_or((&endpoint, "6443"));
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let holds_vip = format!("test -n \"$(ip -o addr show to {vip})\"");
+    let connects = format!("exec 3<>/dev/tcp/{host}/{port}");
+    vec![
+        SequencedStep {
+            host: first.clone(),
+            step: Step::Gate(Gate {
+                what: format!("exactly one control plane holds the VIP {vip}"),
+                argv: vec!["sh".into(), "-c".into(), holds_vip],
+                across: Some(GateAcross { hosts: holders, exactly: 1 }),
+                attempts: 30,
+                interval_ms: 1000,
+            }),
+        },
+        SequencedStep {
+            host: first,
+            step: Step::Gate(Gate {
+                what: format!("the endpoint {endpoint} accepts connections through the VIP"),
+                argv: vec!["timeout".into(), "3".into(), "bash".into(), "-c".into(), connects],
+                across: None,
+                attempts: 30,
+                interval_ms: 1000,
+            }),
+        },
+    ]
 }

@@ -15,6 +15,7 @@ mod os;
 mod phase;
 mod pki;
 mod preflight;
+mod restart;
 mod runtime;
 mod text;
 mod types;
@@ -33,8 +34,9 @@ pub use phase::{Phase, PhaseSelection, UnknownPhase};
 pub use runtime::ARTIFACT_BINARIES;
 pub use text::render_text;
 pub use types::{
-    DiffText, EtcdAction, EtcdClientFiles, EtcdOp, EtcdTiming, FileReason, Gate, PhasePlan, Plan,
-    Problem, PushArtifact, PutFile, Run, SequencedStep, Step, UnitAction, UnitStep,
+    DiffText, EtcdAction, EtcdClientFiles, EtcdOp, EtcdTiming, FileReason, Gate, GateAcross,
+    PhasePlan, Plan, Problem, PushArtifact, PutFile, Run, SequencedStep, Step, UnitAction,
+    UnitStep,
 };
 
 /// A binary available from the artifact source on the operator's machine.
@@ -96,6 +98,10 @@ pub fn probe_request(cluster: &Cluster, tree: &RenderTree, host: &str) -> ProbeR
                 request.read_files.insert(path.clone());
             }
         }
+    }
+    for path in restart::probe_paths() {
+        request.hash_files.insert(path.clone());
+        request.read_files.insert(path);
     }
     os::extend_request(tree, host, &mut request);
     etcd::extend_request(cluster, host, &mut request);
@@ -167,7 +173,11 @@ fn plan_apply(input: PlanInput<'_>) -> Result<Plan, PlanError> {
                 sequence = etcd.sequence;
                 etcd.hosts
             }
-            Phase::LoadBalancer => per_host(loadbalancer::plan_host),
+            Phase::LoadBalancer => {
+                let hosts = per_host(loadbalancer::plan_host);
+                sequence = loadbalancer::sequence(input, &hosts, &ready);
+                hosts
+            }
             Phase::ControlPlane => per_host(control_plane::plan_host),
             Phase::Workers => per_host(workers::plan_host),
             Phase::Addons => per_host(addons::plan_host),

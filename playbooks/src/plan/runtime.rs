@@ -130,6 +130,7 @@ pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) ->
                 "systemctl is-active --quiet containerd.service && test -S /run/containerd/containerd.sock"
                     .into(),
             ],
+            across: None,
             attempts: 30,
             interval_ms: 1000,
         }));

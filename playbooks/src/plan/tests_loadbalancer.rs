@@ -43,14 +43,30 @@ fn fresh_control_planes_get_haproxy_checked_and_reloaded_and_keepalived_started(
             "rm -f -- /etc/haproxy/.haproxy.cfg.kubeforge-check",
             "systemctl reload haproxy.service",
             "wait: haproxy is active and listening on 10.88.0.100:6443",
+            "create /var/lib/kubeforge/loaded/haproxy.service",
             "create /etc/keepalived/keepalived.conf",
             "create /etc/systemd/system/keepalived.service.d/10-kubeforge.conf",
             "create /usr/local/lib/kubeforge/keepalived-interface",
             "systemctl daemon-reload",
             "systemctl start keepalived.service",
             "wait: keepalived is active",
+            "create /var/lib/kubeforge/loaded/keepalived.service",
         ]
     );
+    // The phase is done when exactly one control plane holds the VIP and the endpoint accepts
+    // connections through it (keepalived takes the VIP seconds after it starts, and haproxy
+    // binds it non-locally, so haproxy's own gate passes before anyone holds it).
+    let sequence = &first.phases[0].sequence;
+    let Step::Gate(holder) = &sequence[0].step else { panic!("a VIP gate expected") };
+    let across = holder.across.as_ref().expect("asked of every control plane");
+    assert_eq!(
+        (across.hosts.clone(), across.exactly),
+        (vec!["cp1".into(), "cp2".into(), "cp3".into()], 1)
+    );
+    assert_eq!(holder.argv[2], "test -n \"$(ip -o addr show to 10.88.0.100)\"");
+    let Step::Gate(connects) = &sequence[1].step else { panic!("an endpoint gate expected") };
+    assert_eq!(connects.argv[4], "exec 3<>/dev/tcp/10.88.0.100/6443");
+    assert_eq!(sequence.len(), 2);
     // The gate is an exact command: haproxy's bind address in ss's local-address column.
     let Some(Step::Gate(gate)) = steps(&first, Phase::LoadBalancer, "cp1").get(5) else {
         panic!("gate expected")
@@ -87,7 +103,14 @@ fn node_local_workers_get_a_loopback_haproxy_and_control_planes_nothing() {
     assert_eq!(hosts, workers, "only the non-control-plane kubelet hosts");
     let worker = workers[0];
     let labels = labels(&first, Phase::LoadBalancer, worker);
-    assert_eq!(labels.last().unwrap(), "wait: haproxy is active and listening on 127.0.0.1:6443");
+    assert_eq!(
+        labels[labels.len() - 2..],
+        [
+            "wait: haproxy is active and listening on 127.0.0.1:6443",
+            "create /var/lib/kubeforge/loaded/haproxy.service"
+        ]
+    );
+    assert!(first.phases[0].sequence.is_empty(), "no VIP in node-local mode");
     assert!(!labels.iter().any(|l| l.contains("keepalived")), "{labels:?}");
     simulate(&first, &mut facts, "v1.33.1");
     assert!(lb_plan(&cluster, &tree, &facts).is_converged());

@@ -233,13 +233,25 @@ impl UnitStep {
     }
 }
 
-/// A health gate: `argv` must exit 0 within `attempts` tries, `interval_ms` apart.
+/// A health gate: `argv` must exit 0 within `attempts` tries, `interval_ms` apart — on the
+/// step's host, or, with `across`, on several hosts at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Gate {
     pub what: String,
     pub argv: Vec<String>,
+    /// Run `argv` on each of these hosts per try; the gate passes when exactly `exactly` of
+    /// them exit 0 (one VIP holder among the control planes). Omitted from JSON when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub across: Option<GateAcross>,
     pub attempts: u32,
     pub interval_ms: u64,
+}
+
+/// The hosts a cluster-level gate asks, and how many must say yes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GateAcross {
+    pub hosts: Vec<String>,
+    pub exactly: usize,
 }
 
 /// Why a host is blocked: a failed preflight check or an unreachable host.

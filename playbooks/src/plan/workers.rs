@@ -269,6 +269,7 @@ pub(crate) fn finish_kubelet(facts: &HostFacts, change: KubeletChange, steps: &m
         steps.push(Step::Gate(Gate {
             what: "the kubelet is active".into(),
             argv: ["systemctl", "is-active", "--quiet", KUBELET_UNIT].map(String::from).to_vec(),
+            across: None,
             attempts: 30,
             interval_ms: 2000,
         }));

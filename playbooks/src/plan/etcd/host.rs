@@ -5,6 +5,7 @@
 
 use super::super::PlanInput;
 use super::super::files::{Wanted, put_file};
+use super::super::restart::Loads;
 use super::super::types::{PushArtifact, Run, Step, UnitAction, UnitStep};
 use super::{BIN_DIR, BINARIES, EtcdPlanError, MemberHost, PKI_FILES};
 use crate::etcd_membership::{CurrentMember, Step as Membership};
@@ -17,8 +18,11 @@ pub(crate) const UNIT: &str = "etcd.service";
 pub(crate) struct Install {
     pub host: String,
     pub steps: Vec<Step>,
-    /// etcd runs and must be restarted (one member at a time) because its files change.
-    pub restart: bool,
+    /// Why etcd runs and must be restarted (one member at a time): the files it loaded differ
+    /// from those it will find after this run (`super::super::restart`).
+    pub restart: Option<String>,
+    /// Records what the member loaded, once the phase has (re)started it.
+    pub record: Option<Step>,
     /// The parallel part starts etcd (a health gate must follow).
     pub started: bool,
 }
@@ -79,13 +83,11 @@ pub(crate) fn install(
     let name = m.host.name.as_str();
     let facts = m.facts;
     let mut steps = Vec::new();
-    let mut binary_changed = false;
     for bin in BINARIES {
         let dest = format!("{BIN_DIR}/{bin}");
         let on_host = facts.files.get(&dest).and_then(|f| f.sha256());
         match input.artifacts.get(bin) {
             Some(a) if on_host != Some(a.sha256.as_str()) => {
-                binary_changed |= bin == "etcd";
                 steps.push(Step::PushArtifact(PushArtifact {
                     name: bin.to_string(),
                     local_path: a.path.clone(),
@@ -130,12 +132,10 @@ pub(crate) fn install(
             steps.push(Step::PutFile(put));
         }
     }
-    let mut unit_changed = false;
     if let Some(file) = tree_file(unit::UNIT) {
         let wanted =
             Wanted { path: unit::UNIT, contents: &file.contents, mode: file.mode, secret: false };
         if let Some(put) = put_file(name, facts, wanted) {
-            unit_changed = true;
             steps.push(Step::PutFile(put));
             steps.push(Step::Unit(UnitStep {
                 unit: String::new(),
@@ -192,12 +192,12 @@ pub(crate) fn install(
         }
     }
 
-    let pki_changes = input.selection.contains(super::super::Phase::Pki)
-        && PKI_FILES.iter().any(|p| {
-            let wanted = tree_file(p).map(|f| super::super::files::sha256_hex(&f.contents));
-            let found = facts.files.get(*p).and_then(|f| f.sha256()).map(String::from);
-            wanted.is_some() && wanted != found
-        });
-    let restart = m.active && (unit_changed || binary_changed || pki_changes);
-    Ok(Install { host: name.to_string(), steps, restart, started })
+    let mut loads = Loads::new(UNIT).file(input, name, facts, unit::UNIT);
+    for path in PKI_FILES {
+        loads = loads.file(input, name, facts, path);
+    }
+    let loads = loads.binary(input, facts, "etcd", &format!("{BIN_DIR}/etcd"));
+    let restart = loads.stale(facts);
+    let record = loads.record_step(name, facts);
+    Ok(Install { host: name.to_string(), steps, restart, record, started })
 }

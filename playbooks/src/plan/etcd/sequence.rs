@@ -129,13 +129,14 @@ pub(crate) fn plan(
         }
     };
 
-    for install in installs.iter().filter(|i| i.restart) {
+    for install in installs.iter() {
+        let Some(why) = &install.restart else { continue };
         b.push(
             &install.host,
             Step::Unit(UnitStep {
                 unit: UNIT.into(),
                 action: UnitAction::Restart,
-                why: "etcd's unit, binary or certificates changed; one member at a time".into(),
+                why: format!("{why}; one member at a time"),
             }),
         );
         b.gate(&listed_names, "the restarted member is back before the next one restarts");
@@ -226,6 +227,15 @@ pub(crate) fn plan(
             listed_names
         };
         b.gate(&names, "the started members answer");
+    }
+    // Every member now runs with the files this run left: record what each one loaded, so an
+    // interrupted run's next plan knows which members still run with older files.
+    if !b.out.is_empty() || installs.iter().any(|i| i.started) {
+        for install in installs {
+            if let Some(record) = &install.record {
+                b.push(&install.host, record.clone());
+            }
+        }
     }
     Ok(b.out)
 }

@@ -289,8 +289,16 @@ fn a_new_cluster_installs_everything_then_starts_all_members_together() {
             "ETCD_INITIAL_CLUSTER_TOKEN=demo",
         ]
     );
-    // Then one health gate over all three, through their tunnels, with the state dir's cert.
-    assert_eq!(phase.sequence.len(), 1);
+    // Then one health gate over all three, through their tunnels, with the state dir's cert,
+    // and a record per member of the files it loaded.
+    assert_eq!(phase.sequence.len(), 4);
+    let records: Vec<String> =
+        phase.sequence[1..].iter().map(|s| format!("{}: {}", s.host, s.step.label())).collect();
+    assert_eq!(
+        records,
+        ["cp1", "cp2", "cp3"]
+            .map(|h| format!("{h}: create /var/lib/kubeforge/loaded/etcd.service"))
+    );
     let Step::Etcd(gate) = &phase.sequence[0].step else { panic!() };
     assert_eq!(
         gate.action,
@@ -358,6 +366,8 @@ fn scale_out_joins_each_member_as_a_learner_one_at_a_time() {
             "cp1: etcd: wait until cp1,cp2,cp3,cp4,cp5 are healthy (up to 120 s)",
             "cp1: etcd: member promote cp5",
             "cp1: etcd: wait until cp1,cp2,cp3,cp4,cp5 are healthy (up to 120 s)",
+            "cp4: create /var/lib/kubeforge/loaded/etcd.service",
+            "cp5: create /var/lib/kubeforge/loaded/etcd.service",
         ]
     );
     assert_eq!(sim.converge(&five, &t), 1);
@@ -546,6 +556,9 @@ fn a_changed_unit_restarts_running_members_one_at_a_time() {
             "cp1: etcd: wait until cp1,cp2,cp3 are healthy (up to 120 s)",
             "cp3: systemctl restart etcd.service",
             "cp1: etcd: wait until cp1,cp2,cp3 are healthy (up to 120 s)",
+            "cp1: change /var/lib/kubeforge/loaded/etcd.service",
+            "cp2: change /var/lib/kubeforge/loaded/etcd.service",
+            "cp3: change /var/lib/kubeforge/loaded/etcd.service",
         ]
     );
     assert_eq!(sim.converge(&c, &t), 1);
@@ -614,8 +627,47 @@ fn reissued_etcd_certificates_restart_members_one_at_a_time_when_pki_runs_too() 
         [
             "cp2: systemctl restart etcd.service",
             "cp1: etcd: wait until cp1,cp2,cp3 are healthy (up to 120 s)",
+            "cp2: change /var/lib/kubeforge/loaded/etcd.service",
         ]
     );
+}
+
+/// Issue 10 item 6: `certs renew`, `apply --until pki` (the file is put, nothing restarts),
+/// then `apply`: the renewed certificate is on the host and matches the tree, yet etcd still
+/// serves the old one. The record of what etcd loaded says so, and the member is restarted;
+/// with the same facts but no interruption (record up to date) nothing is planned.
+#[test]
+fn a_certificate_put_by_an_interrupted_run_still_restarts_the_member_next_time() {
+    let c = stacked(3);
+    let mut t = tree(&c);
+    let mut sim = Sim::new(fresh(&c, &t));
+    sim.converge(&c, &t);
+    let server = "/etc/kubernetes/pki/etcd/server.crt";
+    t.hosts.get_mut("cp2").unwrap().get_mut(server).unwrap().contents = b"renewed".to_vec();
+    // The interrupted run: only the pki phase ran on cp2.
+    sim.facts
+        .get_mut("cp2")
+        .unwrap()
+        .as_mut()
+        .unwrap()
+        .files
+        .insert(server.to_string(), present_file(b"renewed", t.hosts["cp2"][server].mode));
+    let phase = plan_etcd(&c, &t, &sim.facts, &sim.observed()).unwrap();
+    let seq: Vec<String> =
+        phase.sequence.iter().map(|s| format!("{}: {}", s.host, s.step.label())).collect();
+    assert_eq!(
+        seq,
+        [
+            "cp2: systemctl restart etcd.service",
+            "cp1: etcd: wait until cp1,cp2,cp3 are healthy (up to 120 s)",
+            "cp2: change /var/lib/kubeforge/loaded/etcd.service",
+        ]
+    );
+    let Step::Unit(restart) = &phase.sequence[0].step else { panic!() };
+    assert!(restart.why.contains(server), "the reason names the file: {}", restart.why);
+    // After that run the record is current: nothing more to do.
+    assert_eq!(sim.converge(&c, &t), 1);
+    assert_eq!(sim.converge(&c, &t), 0);
 }
 
 #[test]
