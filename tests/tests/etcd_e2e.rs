@@ -68,7 +68,52 @@ fn stacked_three_control_planes_form_a_healthy_cluster_and_converge() {
         }
     });
     assert!(refused, "a certificate from the Kubernetes CA must not be accepted by etcd");
+    the_vip_is_on_exactly_one_control_plane(&lab);
     served_certificates_follow_a_renewal(&lab);
+    an_interrupted_renewal_is_completed_by_the_next_apply(&lab);
+}
+
+/// Issue 10 item 5: when apply has returned, exactly one control plane holds the VIP.
+fn the_vip_is_on_exactly_one_control_plane(lab: &Lab) {
+    let spec = lab.spec_text();
+    let vip = spec
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("vip:"))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .expect("the lab spec has a vip");
+    let (all, _) = lab.machines();
+    let holders: Vec<&str> = all
+        .iter()
+        .filter(|m| !m.ssh_ok(&format!("ip -o addr show to {vip}")).trim().is_empty())
+        .map(|m| m.host.as_str())
+        .collect();
+    assert_eq!(holders.len(), 1, "VIP {vip} held by {holders:?}");
+}
+
+/// Issue 10 item 6: `certs renew --all`, `apply --until pki` (certificates put, nothing
+/// restarted: every member still serves its old certificate), then `apply`: the members are
+/// restarted and every served certificate matches the state dir.
+fn an_interrupted_renewal_is_completed_by_the_next_apply(lab: &Lab) {
+    lab.ok(&["certs", "renew", "--all", "-f", lab.spec_arg()]);
+    lab.ok(&["apply", "-f", lab.spec_arg(), "--until", "pki", "--yes"]);
+    let served = |certs: &BTreeMap<(String, String), Value>, want: &str| {
+        for ((host, what), on_host) in certs {
+            let etcd = what.ends_with(":2379") || what.ends_with(":2380");
+            if what.starts_with("https://") && etcd {
+                assert_eq!(on_host, want, "{host} {what}");
+            }
+        }
+    };
+    let after_pki = remote_certs(lab);
+    served(&after_pki, "differs");
+    assert_eq!(
+        after_pki[&("cp2".to_string(), "/etc/kubernetes/pki/etcd/server.crt".to_string())],
+        "matches",
+        "the files were put"
+    );
+    apply(lab);
+    served(&remote_certs(lab), "matches");
+    lab.assert_converged(UNTIL);
 }
 
 /// `certs check-expiration --remote -o json` (exit 0): (host, file or endpoint) → onHost.

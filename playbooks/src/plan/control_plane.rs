@@ -11,6 +11,7 @@
 
 use super::PlanInput;
 use super::files::{Wanted, put_file};
+use super::restart::{Loads, STATIC_PODS};
 use super::types::{FileReason, Gate, Run, Step};
 use super::workers::{self, KUBELET_UNIT};
 use crate::facts::HostFacts;
@@ -50,7 +51,7 @@ pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) ->
     let mut steps = Vec::new();
     let mut change = workers::push_artifacts(input, facts, &BINARIES, true, &IMAGES, &mut steps);
 
-    let (mut configs_changed, mut apiserver_manifest_changed) = (false, false);
+    let mut apiserver_manifest_changed = false;
     let files = input.tree.hosts.get(&host.name).into_iter().flatten();
     // Configs before manifests, so a kubelet that is already running starts the new pods
     // with the files they need in place.
@@ -62,37 +63,25 @@ pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) ->
             Wanted { path, contents: &file.contents, mode: file.mode, secret: file.secret };
         if let Some(put) = put_file(&host.name, facts, wanted) {
             let content = !matches!(put.reason, FileReason::Metadata { .. });
-            if path.starts_with(MANIFESTS_DIR) {
-                apiserver_manifest_changed |= content && path.ends_with("/kube-apiserver.yaml");
-            } else {
-                configs_changed |= content;
-            }
+            apiserver_manifest_changed |= content && path.ends_with("/kube-apiserver.yaml");
             steps.push(Step::PutFile(put));
         }
     }
     change |= workers::kubelet_steps(input, host, facts, &mut steps);
     let kubelet_was_active = facts.units.get(KUBELET_UNIT).is_some_and(|u| u.is_active());
     let mut kubelet_steps = Vec::new();
-    workers::finish_kubelet(facts, change, &mut kubelet_steps);
+    workers::finish_kubelet(input, host, facts, change, &mut kubelet_steps);
     // The kubelet's gate goes last; the apiserver restart and readiness gates follow it.
     let kubelet_gate = kubelet_steps.pop();
     steps.extend(kubelet_steps);
     steps.extend(kubelet_gate);
-    let pki_changed = control_plane_pki_changed(input, host, facts);
-    if (configs_changed || pki_changed) && !apiserver_manifest_changed && kubelet_was_active {
-        // The pods read these files only at start; the kubelet starts them again at once.
-        let (names, why) = if pki_changed {
-            (
-                "kube-(apiserver|controller-manager|scheduler)",
-                "their certificates or kubeconfigs were renewed (put by the pki phase) and are \
-                 read only at start",
-            )
-        } else {
-            (
-                "kube-apiserver",
-                "the kube-apiserver's config files changed and it reads them only at start",
-            )
-        };
+    // The pods read their certificates, kubeconfigs and configs only at start: restart them
+    // through the CRI when what they run with differs from what this run leaves on disk, unless
+    // a changed manifest makes the kubelet start them anew anyway.
+    let loads = static_pod_loads(input, host, facts);
+    let stale = loads.stale(facts);
+    if let (Some(why), false, true) = (&stale, apiserver_manifest_changed, kubelet_was_active) {
+        let names = "kube-(apiserver|controller-manager|scheduler)";
         steps.push(Step::Run(Run {
             argv: vec![
                 "sh".into(),
@@ -100,11 +89,12 @@ pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) ->
                 format!("crictl ps -q --name '^{names}$' | xargs -r crictl stop"),
             ],
             unless: None,
-            why: why.into(),
+            why: format!("{why}; the pods read them only at start"),
         }));
     }
     if !steps.is_empty() {
         steps.extend(readiness_gates(input, host));
+        steps.extend(loads.record_step(&host.name, facts));
         // Marked when the node joins (no kubelet config yet), as kubeadm does.
         let joining = matches!(
             facts.files.get(crate::render::configs::kubelet::CONFIG),
@@ -155,19 +145,22 @@ fn mark_control_plane(host: &Host) -> [Step; 3] {
     ]
 }
 
-/// Whether the host's certificates or kubeconfigs that the control-plane pods read differ from
-/// the render tree (the kubelet's own files excepted: they are the kubelet's business).
-fn control_plane_pki_changed(input: PlanInput<'_>, host: &Host, facts: &HostFacts) -> bool {
+/// What the control-plane pods read at start: the host's certificates and kubeconfigs (the
+/// kubelet's own excepted: they are the kubelet's business) and the kube-apiserver's configs.
+fn static_pod_loads(input: PlanInput<'_>, host: &Host, facts: &HostFacts) -> Loads {
     let kubelet_file = |path: &str| {
         path.starts_with("/var/lib/kubelet/") || path == crate::render::configs::kubelet::KUBECONFIG
     };
     let files = input.tree.hosts.get(&host.name).into_iter().flatten();
-    files.filter(|(path, _)| super::pki::owns(path) && !kubelet_file(path)).any(|(path, file)| {
-        let wanted =
-            Wanted { path, contents: &file.contents, mode: file.mode, secret: file.secret };
-        put_file(&host.name, facts, wanted)
-            .is_some_and(|put| !matches!(put.reason, FileReason::Metadata { .. }))
-    })
+    files
+        .map(|(path, _)| path.as_str())
+        .filter(|path| {
+            (super::pki::owns(path) && !kubelet_file(path))
+                || (is_control_plane_file(path) && !path.starts_with(MANIFESTS_DIR))
+        })
+        .fold(Loads::run_by(KUBELET_UNIT, STATIC_PODS), |l, path| {
+            l.file(input, &host.name, facts, path)
+        })
 }
 
 /// `/readyz` of this host's kube-apiserver, then of the API through the cluster endpoint.

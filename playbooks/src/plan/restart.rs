@@ -20,16 +20,27 @@ pub(crate) fn record_path(unit: &str) -> String {
     format!("{LOADED_DIR}/{unit}")
 }
 
+/// The record of the control-plane static pods (run by the kubelet, restarted through the CRI).
+pub(crate) const STATIC_PODS: &str = "static-pods";
+
 /// What a service reads at start, with the digest each file will have after this run.
 pub(crate) struct Loads {
+    /// The systemd unit whose activity says the service runs.
     pub unit: &'static str,
+    /// The record's name under [`LOADED_DIR`] (the unit's, except for the static pods).
+    pub record: &'static str,
     /// `(path, sha256)`; `None` when the file will not exist.
     pub files: Vec<(String, Option<String>)>,
 }
 
 impl Loads {
     pub(crate) fn new(unit: &'static str) -> Self {
-        Loads { unit, files: Vec::new() }
+        Loads { unit, record: unit, files: Vec::new() }
+    }
+
+    /// Processes that `unit` runs (the kubelet's static pods), recorded as `record`.
+    pub(crate) fn run_by(unit: &'static str, record: &'static str) -> Self {
+        Loads { unit, record, files: Vec::new() }
     }
 
     /// A file of the render tree: the tree's digest when this run puts it (its phase is
@@ -94,11 +105,11 @@ impl Loads {
         if !changed_now.is_empty() {
             return Some(format!("{} changes in this run", changed_now.join(", ")));
         }
-        let path = record_path(self.unit);
+        let path = record_path(self.record);
         let Some(recorded) = facts.files.get(&path).and_then(|f| f.contents()) else {
             return Some(format!(
                 "there is no record of the files the running {} loaded ({path})",
-                self.unit
+                self.record
             ));
         };
         let recorded = String::from_utf8_lossy(recorded);
@@ -123,7 +134,7 @@ impl Loads {
     /// host's record already says so.
     pub(crate) fn record_step(&self, host: &str, facts: &HostFacts) -> Option<Step> {
         let record = self.record();
-        let path = record_path(self.unit);
+        let path = record_path(self.record);
         let wanted = Wanted { path: &path, contents: &record, mode: 0o644, secret: false };
         put_file(host, facts, wanted).map(Step::PutFile)
     }
@@ -135,5 +146,5 @@ fn on_host(facts: &HostFacts, path: &str) -> Option<String> {
 
 /// The records a host's probe reads (every unit kubeforge restarts).
 pub(crate) fn probe_paths() -> impl Iterator<Item = String> {
-    super::PROBED_UNITS.iter().map(|u| record_path(u))
+    super::PROBED_UNITS.iter().chain(&[STATIC_PODS]).map(|u| record_path(u))
 }

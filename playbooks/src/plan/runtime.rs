@@ -4,6 +4,7 @@
 
 use super::PlanInput;
 use super::files::{Wanted, put_file};
+use super::restart::Loads;
 use super::types::{Gate, PushArtifact, Step, UnitAction, UnitStep};
 use crate::artifacts::{Component, layout};
 use crate::facts::HostFacts;
@@ -76,7 +77,6 @@ pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) ->
     let tree_files = input.tree.hosts.get(&host.name);
     let tree_has_unit = tree_files.is_some_and(|f| f.contains_key(UNIT_FILE));
     let mut unit_files_changed = false;
-    let mut config_changed = false;
     if containerd_missing && !tree_has_unit {
         let wanted = Wanted {
             path: UNIT_FILE,
@@ -97,7 +97,6 @@ pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) ->
             Wanted { path, contents: &file.contents, mode: file.mode, secret: file.secret };
         if let Some(put) = put_file(&host.name, facts, wanted) {
             unit_files_changed |= is_unit_file(path);
-            config_changed = true;
             steps.push(Step::PutFile(put));
         }
     }
@@ -116,10 +115,16 @@ pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) ->
         steps.push(unit_step(UnitAction::Enable, "containerd must start at boot"));
     }
     let active = unit.is_some_and(|u| u.is_active());
+    let loads = tree_files
+        .into_iter()
+        .flatten()
+        .map(|(path, _)| path)
+        .filter(|path| path.starts_with("/etc/containerd/") || (owns(path) && is_unit_file(path)))
+        .fold(Loads::new(UNIT), |l, path| l.file(input, &host.name, facts, path));
     if !active {
         steps.push(unit_step(UnitAction::Start, "containerd is not running"));
-    } else if config_changed || pushed {
-        steps.push(unit_step(UnitAction::Restart, "containerd's files changed"));
+    } else if let Some(why) = loads.stale(facts) {
+        steps.push(unit_step(UnitAction::Restart, &why));
     }
     if !steps.is_empty() {
         steps.push(Step::Gate(Gate {
@@ -134,6 +139,7 @@ pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) ->
             attempts: 30,
             interval_ms: 1000,
         }));
+        steps.extend(loads.record_step(&host.name, facts));
     }
     steps
 }

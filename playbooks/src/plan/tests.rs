@@ -259,7 +259,8 @@ fn fresh_hosts_get_os_and_runtime_steps_and_converge() {
         [
             "change /etc/containerd/config.toml",
             "systemctl restart containerd.service",
-            "wait: containerd is active and its socket answers"
+            "wait: containerd is active and its socket answers",
+            "create /var/lib/kubeforge/loaded/containerd.service"
         ]
     );
 
@@ -388,7 +389,8 @@ fn missing_runtime_binaries_come_from_artifacts_or_block() {
             "systemctl daemon-reload",
             "systemctl enable containerd.service",
             "systemctl start containerd.service",
-            "wait: containerd is active and its socket answers"
+            "wait: containerd is active and its socket answers",
+            "create /var/lib/kubeforge/loaded/containerd.service"
         ]
     );
     simulate(&planned, &mut facts);

@@ -84,8 +84,10 @@ fn a_fresh_control_plane_is_planned_in_full_and_converges() {
             "systemctl enable kubelet.service",
             "systemctl start kubelet.service",
             "wait: the kubelet is active",
+            "create /var/lib/kubeforge/loaded/kubelet.service",
             "wait: kube-apiserver on cp2 answers /readyz at https://10.88.0.12:6443",
             "wait: the API answers /readyz through https://10.88.0.100:6443",
+            "create /var/lib/kubeforge/loaded/static-pods",
             "wait: node cp2 is registered",
             "/usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf label node cp2 node-role.kubernetes.io/control-plane= --overwrite",
             "/usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf taint node cp2 node-role.kubernetes.io/control-plane:NoSchedule --overwrite",
@@ -151,6 +153,7 @@ fn workers_get_the_kubelet_and_the_ready_gate_waits_for_the_addons() {
             "systemctl enable kubelet.service",
             "systemctl start kubelet.service",
             "wait: the kubelet is active",
+            "create /var/lib/kubeforge/loaded/kubelet.service",
         ]
     );
     // Control planes' kubelets are the control-plane phase's.
@@ -262,7 +265,8 @@ fn changed_files_restart_exactly_what_reads_them() {
         labels(&plan, Phase::ControlPlane, "cp1"),
         [
             "change /etc/kubernetes/encryption-config.yaml",
-            "sh -c crictl ps -q --name '^kube-apiserver$' | xargs -r crictl stop",
+            // One record covers the three pods' inputs: all three restart (leader-elected, cheap).
+            "sh -c crictl ps -q --name '^kube-(apiserver|controller-manager|scheduler)$' | xargs -r crictl stop",
             "wait: kube-apiserver on cp1 answers /readyz at https://10.88.0.11:6443",
             "wait: the API answers /readyz through https://10.88.0.100:6443",
         ]

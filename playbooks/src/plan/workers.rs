@@ -9,6 +9,7 @@
 //! Pure: decides from the tree, the facts and the artifact inventory; does no I/O.
 
 use super::files::{Wanted, put_file};
+use super::restart::Loads;
 use super::types::{FileReason, Gate, PushArtifact, Run, Step, UnitAction, UnitStep};
 use super::{LocalArtifact, PlanInput};
 use crate::artifacts::{self, Component, layout};
@@ -62,8 +63,20 @@ pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) ->
     let mut changed =
         push_artifacts(input, facts, &WORKER_BINARIES, true, &WORKER_IMAGES, &mut steps);
     changed |= kubelet_steps(input, host, facts, &mut steps);
-    finish_kubelet(facts, changed, &mut steps);
+    finish_kubelet(input, host, facts, changed, &mut steps);
     steps
+}
+
+/// What the kubelet reads at start: its binary, its own files and its credentials.
+fn kubelet_loads(input: PlanInput<'_>, host: &Host, facts: &HostFacts) -> Loads {
+    let tree_files = input.tree.hosts.get(&host.name).into_iter().flatten();
+    let own = tree_files.map(|(path, _)| path.as_str()).filter(|p| is_kubelet_file(p));
+    let credentials = KUBELET_CREDENTIALS
+        .into_iter()
+        .filter(|p| input.tree.hosts.get(&host.name).is_some_and(|t| t.contains_key(*p)));
+    own.chain(credentials)
+        .fold(Loads::new(KUBELET_UNIT), |l, path| l.file(input, &host.name, facts, path))
+        .binary(input, facts, "kubelet", &format!("{BIN_DIR}/kubelet"))
 }
 
 /// The extra facts these phases need from a kubelet host: the digest of every file they may
@@ -227,22 +240,20 @@ pub(crate) fn kubelet_steps(
             steps.push(Step::PutFile(put));
         }
     }
-    // Credentials the pki phase puts in this same run (it runs before this phase).
-    for path in KUBELET_CREDENTIALS {
-        if let Some(file) = tree_files.and_then(|f| f.get(path)) {
-            let sha = super::files::sha256_hex(&file.contents);
-            let on_host = facts.files.get(path);
-            let differs =
-                !matches!(on_host, Some(FileState::Present { sha256, .. }) if *sha256 == sha);
-            change.config |= differs;
-        }
-    }
     change
 }
 
-/// daemon-reload, enable, start or restart the kubelet, and the gate, after the kubelet's
-/// pushes and files; nothing at all when nothing changed and the kubelet runs.
-pub(crate) fn finish_kubelet(facts: &HostFacts, change: KubeletChange, steps: &mut Vec<Step>) {
+/// daemon-reload, enable, start or restart the kubelet, the gate and the record of what it
+/// loaded, after the kubelet's pushes and files; nothing at all when nothing changed and the
+/// kubelet runs with what it will find on disk (`super::restart`).
+pub(crate) fn finish_kubelet(
+    input: PlanInput<'_>,
+    host: &Host,
+    facts: &HostFacts,
+    change: KubeletChange,
+    steps: &mut Vec<Step>,
+) {
+    let loads = kubelet_loads(input, host, facts);
     let unit = |action, why: &str| {
         Step::Unit(UnitStep { unit: KUBELET_UNIT.into(), action, why: why.into() })
     };
@@ -259,11 +270,8 @@ pub(crate) fn finish_kubelet(facts: &HostFacts, change: KubeletChange, steps: &m
     }
     if !state.is_some_and(|u| u.is_active()) {
         steps.push(unit(UnitAction::Start, "the kubelet is not running"));
-    } else if change.binary || change.config {
-        steps.push(unit(
-            UnitAction::Restart,
-            "the kubelet's binary, config or credentials changed (it reads them at start)",
-        ));
+    } else if let Some(why) = loads.stale(facts) {
+        steps.push(unit(UnitAction::Restart, &format!("{why} (the kubelet reads them at start)")));
     }
     if !steps.is_empty() {
         steps.push(Step::Gate(Gate {
@@ -273,6 +281,7 @@ pub(crate) fn finish_kubelet(facts: &HostFacts, change: KubeletChange, steps: &m
             attempts: 30,
             interval_ms: 2000,
         }));
+        steps.extend(loads.record_step(&host.name, facts));
     }
 }
 
@@ -286,4 +295,5 @@ pub(crate) fn kubelet_changes(input: PlanInput<'_>, host: &Host, facts: &HostFac
         || change.binary
         || files.config
         || !facts.units.get(KUBELET_UNIT).is_some_and(|u| u.is_active())
+        || kubelet_loads(input, host, facts).stale(facts).is_some()
 }
