@@ -87,7 +87,10 @@ pub fn run(global: &Global, cmd: Command) -> miette::Result<ExitCode> {
     let cluster = load_cluster(global)?;
     let state = StateDir::open(&global.state_dir(&cluster.name))?;
     match cmd {
-        Command::Generate => generate(&cluster, &state, global.output),
+        Command::Generate => {
+            let _lock = state.lock()?;
+            generate(&cluster, &state, global.output)
+        }
         Command::CheckExpiration(args) if args.remote => {
             super::certs_remote::run(&cluster, &state, global.output, OffsetDateTime::now_utc())
         }
@@ -95,6 +98,7 @@ pub fn run(global: &Global, cmd: Command) -> miette::Result<ExitCode> {
             check_expiration(&state, global.output, OffsetDateTime::now_utc())
         }
         Command::Renew(args) => {
+            let _lock = state.lock()?;
             let selection =
                 if args.all { RenewSelection::All } else { RenewSelection::Names(args.names) };
             renew(&cluster, &state, &selection, global.output)

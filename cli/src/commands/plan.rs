@@ -30,6 +30,10 @@ pub struct Args {
     /// Hosts worked on at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// Take artifact files that neither the built-in catalog nor the artifact directory's
+    /// SHA256SUMS vouches for (the plan marks each push of them as unverified).
+    #[arg(long)]
+    pub allow_unverified_artifacts: bool,
 }
 
 fn parse_phase(s: &str) -> Result<Phase, String> {
@@ -60,7 +64,12 @@ pub async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
         .wrap_err("rendering the hosts' files")?;
     let spec_dir = global.file.parent().unwrap_or(Path::new("."));
     let selection = PhaseSelection::new(args.until, &args.skip_phases);
-    let artifacts = crate::artifacts::inventory(&cluster, spec_dir, &selection)?;
+    let artifacts = crate::artifacts::inventory(
+        &cluster,
+        spec_dir,
+        &selection,
+        args.allow_unverified_artifacts,
+    )?;
     let known_hosts = state.root().join("known_hosts");
     let targets = cluster
         .hosts
