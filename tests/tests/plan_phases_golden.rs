@@ -115,14 +115,17 @@ fn inventory() -> ArtifactInventory {
     keys.iter()
         .map(|k| {
             let path = format!("/artifacts/{}", k.replace(':', "/"));
-            (k.to_string(), LocalArtifact { path, sha256: sha256_hex(k.as_bytes()) })
+            (
+                k.to_string(),
+                LocalArtifact { path, sha256: sha256_hex(k.as_bytes()), unverified: false },
+            )
         })
         .collect()
 }
 
 fn check(name: &str, actual: &str) {
     let path: PathBuf = repo_root().join("tests/golden/plan").join(name);
-    if std::env::var_os("KUBEFORGE_BLESS").is_some() {
+    if kubeforge_tests::bless() {
         std::fs::write(&path, actual).unwrap();
         return;
     }
