@@ -71,11 +71,13 @@ impl Holder {
             .arg(&lock)
             .spawn()
             .expect("spawn flock");
+        // Owned (and so killed on drop) before anything can panic.
+        let holder = Holder { child };
         // Wait until flock(1) really holds the lock.
         for _ in 0..200 {
             if let Ok(f) = std::fs::File::open(&lock) {
                 match f.try_lock() {
-                    Err(std::fs::TryLockError::WouldBlock) => return Holder { child },
+                    Err(std::fs::TryLockError::WouldBlock) => return holder,
                     Ok(()) => {
                         let _ = f.unlock();
                     }
