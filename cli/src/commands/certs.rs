@@ -1,6 +1,7 @@
 //! `kubeforge certs`: generate, inspect, renew and (as a plan) rotate the cluster PKI in the
 //! state dir. The decisions are kubeforge-pki's; this module loads the spec and the state dir,
 //! injects the clock and the OS random generator, saves the result and prints the report.
+//! `generate` and `renew` hold the state lock while they work (a second writer is refused).
 
 use std::io::Write as _;
 use std::process::ExitCode;
