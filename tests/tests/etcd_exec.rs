@@ -20,11 +20,7 @@ use kubeforge_playbooks::plan::{
 use kubeforge_tests::etcd::{EtcdCluster, etcd_binary};
 
 fn available() -> bool {
-    if !etcd_binary().is_file() {
-        eprintln!("skipped: no etcd at {} (set KUBEFORGE_ETCD_BIN)", etcd_binary().display());
-        return false;
-    }
-    true
+    kubeforge_tests::etcd::require_etcd().is_some()
 }
 
 fn files(cluster: &EtcdCluster) -> EtcdClientFiles {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kubeforge::etcd::{Endpoint, EtcdClient, EtcdTls, Timeouts, wait_healthy};
 use kubeforge_playbooks::etcd_membership::{CurrentMember, DesiredMember, Step, plan_membership};
-use kubeforge_tests::etcd::{EtcdCluster, etcd_binary, etcd35_binary};
+use kubeforge_tests::etcd::{EtcdCluster, etcd_binary, require_etcd35};
 
 fn tls(cluster: &EtcdCluster) -> EtcdTls {
     EtcdTls {
@@ -158,9 +158,6 @@ async fn grow_two_to_three_with_a_learner_then_shrink_keeps_writing_etcd_3_4() {
 
 #[tokio::test]
 async fn grow_two_to_three_with_a_learner_then_shrink_keeps_writing_etcd_3_5() {
-    let Some(binary) = etcd35_binary() else {
-        eprintln!("skipped: set KUBEFORGE_ETCD35_BIN to an etcd 3.5 binary to run this test");
-        return;
-    };
+    let Some(binary) = require_etcd35() else { return };
     grow_and_shrink(&binary).await;
 }

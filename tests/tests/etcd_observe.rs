@@ -84,8 +84,7 @@ fn setup(cluster: &EtcdCluster, expose: bool) -> (tempfile::TempDir, StateDir, G
 
 #[test]
 fn members_and_their_health_are_read_through_the_tunnels() {
-    if !etcd_binary().is_file() {
-        eprintln!("skipped: no etcd at {}", etcd_binary().display());
+    if kubeforge_tests::etcd::require_etcd().is_none() {
         return;
     }
     let mut cluster = EtcdCluster::start(3, &etcd_binary());
@@ -121,8 +120,7 @@ fn members_and_their_health_are_read_through_the_tunnels() {
 
 #[test]
 fn existing_etcd_that_does_not_answer_is_an_error_not_a_new_cluster() {
-    if !etcd_binary().is_file() {
-        eprintln!("skipped: no etcd at {}", etcd_binary().display());
+    if kubeforge_tests::etcd::require_etcd().is_none() {
         return;
     }
     let cluster = EtcdCluster::start(3, &etcd_binary());

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use kubeforge::etcd::{Endpoint, EtcdClient, EtcdError, EtcdTls, FailureKind, Timeouts};
-use kubeforge_tests::etcd::{EtcdCluster, TestCa, etcd_binary};
+use kubeforge_tests::etcd::{EtcdCluster, TestCa, require_etcd};
 
 fn tls(cluster: &EtcdCluster) -> EtcdTls {
     EtcdTls {
@@ -26,7 +26,8 @@ fn timeouts() -> Timeouts {
 
 #[tokio::test]
 async fn mutual_tls_connect_status_member_list_and_read_back() {
-    let cluster = EtcdCluster::start(1, &etcd_binary());
+    let Some(etcd) = require_etcd() else { return };
+    let cluster = EtcdCluster::start(1, &etcd);
     let m1 = cluster.member("m1");
     let client = EtcdClient::connect(
         &Endpoint::new("m1", m1.client_url()),
@@ -52,7 +53,8 @@ async fn mutual_tls_connect_status_member_list_and_read_back() {
 
 #[tokio::test]
 async fn client_certificate_from_another_ca_is_a_clear_tls_rejection() {
-    let cluster = EtcdCluster::start(1, &etcd_binary());
+    let Some(etcd) = require_etcd() else { return };
+    let cluster = EtcdCluster::start(1, &etcd);
     let rogue_ca = TestCa::new(cluster.dir.path(), "rogue");
     let rogue = rogue_ca.issue("intruder", false);
     let bad = EtcdTls { cert_pem: rogue.cert_pem(), key_pem: rogue.key_pem(), ..tls(&cluster) };
@@ -76,7 +78,8 @@ async fn client_certificate_from_another_ca_is_a_clear_tls_rejection() {
 
 #[tokio::test]
 async fn a_server_from_another_ca_is_refused_by_the_client() {
-    let cluster = EtcdCluster::start(1, &etcd_binary());
+    let Some(etcd) = require_etcd() else { return };
+    let cluster = EtcdCluster::start(1, &etcd);
     let other_ca = TestCa::new(cluster.dir.path(), "other");
     let wrong = EtcdTls { ca_pem: other_ca.cert_pem(), ..tls(&cluster) };
     let url = cluster.member("m1").client_url();
@@ -93,7 +96,8 @@ async fn a_server_from_another_ca_is_refused_by_the_client() {
 #[tokio::test]
 async fn a_closed_port_is_unreachable_not_tls() {
     let port = kubeforge_tests::etcd::free_port();
-    let cluster = EtcdCluster::start(1, &etcd_binary());
+    let Some(etcd) = require_etcd() else { return };
+    let cluster = EtcdCluster::start(1, &etcd);
     let url = format!("https://127.0.0.1:{port}");
     let result = async {
         let client =

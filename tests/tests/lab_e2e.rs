@@ -80,10 +80,7 @@ impl Drop for Cleanup {
 
 #[test]
 fn lab_up_reach_every_machine_stop_start_and_down_leaves_nothing() {
-    if std::env::var("KUBEFORGE_E2E").as_deref() != Ok("1") {
-        eprintln!(
-            "lab_e2e skipped: set KUBEFORGE_E2E=1 (needs root, debootstrap and systemd-container)"
-        );
+    if !kubeforge_tests::lab::enabled() {
         return;
     }
     let name = format!("e2e-{}", std::process::id());

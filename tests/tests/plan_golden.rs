@@ -79,7 +79,7 @@ fn window_of(output: &str) -> ProbeWindow {
 
 fn check(name: &str, actual: &str) {
     let path = golden_dir().join(name);
-    if std::env::var_os("KUBEFORGE_BLESS").is_some() {
+    if kubeforge_tests::bless() {
         std::fs::write(&path, actual).unwrap();
         return;
     }

@@ -115,14 +115,17 @@ fn inventory() -> ArtifactInventory {
     keys.iter()
         .map(|k| {
             let path = format!("/artifacts/{}", k.replace(':', "/"));
-            (k.to_string(), LocalArtifact { path, sha256: sha256_hex(k.as_bytes()) })
+            (
+                k.to_string(),
+                LocalArtifact { path, sha256: sha256_hex(k.as_bytes()), unverified: false },
+            )
         })
         .collect()
 }
 
 fn check(name: &str, actual: &str) {
     let path: PathBuf = repo_root().join("tests/golden/plan").join(name);
-    if std::env::var_os("KUBEFORGE_BLESS").is_some() {
+    if kubeforge_tests::bless() {
         std::fs::write(&path, actual).unwrap();
         return;
     }
@@ -167,4 +170,66 @@ fn later_phases_of_the_stacked_example_match_golden() {
 #[test]
 fn later_phases_of_the_external_example_match_golden() {
     golden("external");
+}
+
+/// The stacked example with `workers` workers `w1`…`wN` instead of its two.
+fn many_workers(workers: usize) -> Cluster {
+    let source = std::fs::read_to_string(repo_root().join("examples/stacked.yaml")).unwrap();
+    let (head, _) = source.split_once("    - name: worker1").unwrap();
+    let mut text = head.to_string();
+    for i in 1..=workers {
+        text.push_str(&format!(
+            "    - name: w{i}\n      address: 10.88.{}.{}\n      roles: [worker]\n",
+            1 + i / 200,
+            10 + i % 200
+        ));
+    }
+    kubeforge_playbooks::spec::load_str(&text, "many.yaml").unwrap()
+}
+
+#[test]
+fn a_plan_for_fifty_workers_fits_a_terminal_and_shows_each_diff_once() {
+    let cluster = many_workers(50);
+    let tree = tree(&cluster);
+    let mut probes: BTreeMap<String, HostProbe> = BTreeMap::new();
+    for host in &cluster.hosts {
+        let mut f = facts(&tree, &host.name);
+        // Every worker has an older kubelet config: the same change, with a diff, on all 50.
+        f.files.insert(
+            "/var/lib/kubelet/config.yaml".into(),
+            FileState::Present {
+                sha256: sha256_hex(b"old: true\n"),
+                mode: Some(0o600),
+                owner: Some("root".into()),
+                group: Some("root".into()),
+                contents: Some(b"old: true\n".to_vec()),
+            },
+        );
+        probes.insert(host.name.clone(), Ok(f));
+    }
+    let skip: Vec<Phase> = Phase::ALL.into_iter().filter(|p| *p != Phase::Workers).collect();
+    let selection = PhaseSelection::new(None, &skip);
+    let artifacts = inventory();
+    let input = PlanInput {
+        cluster: &cluster,
+        tree: &tree,
+        facts: &probes,
+        artifacts: &artifacts,
+        selection: &selection,
+        observed: &Observed::default(),
+    };
+    let plan = plan::plan(&plan::Operation::Apply, input).unwrap();
+    assert!(plan.blocked.is_empty(), "{:?}", plan.blocked);
+    let text = plan::render_text(&plan);
+    let lines = text.lines().count();
+    // One screen plus the one 42-line diff; shown per host, this plan was over 3000 lines.
+    assert!(lines <= 80, "{lines} lines:\n{text}");
+    assert_eq!(text.matches("-old: true").count(), 1, "{text}");
+    assert!(text.contains("  w1\u{2013}w50:\n"), "{text}");
+    assert!(text.contains("--- /var/lib/kubelet/config.yaml (on w1\u{2013}w50)"), "{text}");
+    // JSON keeps one entry per host.
+    let json = serde_json::to_value(&plan).unwrap();
+    let workers = json["phases"][0]["hosts"].as_object().unwrap();
+    assert_eq!(workers.len(), 50);
+    assert!(text.ends_with("on 50 host(s).\n"), "{text}");
 }

@@ -62,6 +62,7 @@ fn plan_never_writes_certificates_keys_or_secrets() {
         until: Some(until.parse().unwrap()),
         skip_phases: Vec::new(),
         concurrency: 4,
+        allow_unverified_artifacts: false,
     };
 
     // No state dir yet: plan creates no PKI and no secrets.json.

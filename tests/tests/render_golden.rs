@@ -39,7 +39,7 @@ fn read_dir_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn rendered_configs_match_golden_files() {
-    let bless = std::env::var_os("KUBEFORGE_BLESS").is_some();
+    let bless = kubeforge_tests::bless();
     let mut failures = Vec::new();
     for example in support::EXAMPLES {
         let tree = support::render_configs(&support::example(example));

@@ -24,7 +24,7 @@ fn render(d: &kubeforge_playbooks::spec::Diagnostics) -> String {
 
 #[test]
 fn broken_specs_match_golden_diagnostics() {
-    let bless = std::env::var_os("KUBEFORGE_BLESS").is_some();
+    let bless = kubeforge_tests::bless();
     let fixtures = root().join("fixtures/specs");
     let golden = root().join("golden/spec");
     let mut names: Vec<String> = std::fs::read_dir(&fixtures)

@@ -4,8 +4,12 @@
 //! Verification, per file: the catalog's sha256 when the catalog lists that very file (kubelet,
 //! kubectl and runc of a catalogued version: the release publishes them unpacked; either
 //! architecture is accepted, one directory serves one), else the directory's `SHA256SUMS` line
-//! when there is one, else none (the file is taken as the operator put it). A mismatch is an
-//! error naming the file and both hashes. Absent files are left out for preflight to name.
+//! when there is one. A mismatch is an error naming the file and both hashes. A file neither
+//! vouches for (etcd, containerd, crictl, the CNI plugins and image archives are published
+//! only inside archives, so they need a `SHA256SUMS` line) would be pushed to the nodes as root
+//! unchecked: it is refused, every such file named at once, unless the operator allows
+//! unverified artifacts, in which case it is taken and marked `unverified` for the plan.
+//! Absent files are left out for preflight to name.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,9 +28,11 @@ pub fn inventory(
     root: &Path,
     needed: &[Need],
     entries: &[CatalogEntry],
+    allow_unverified: bool,
 ) -> Result<ArtifactInventory, ArtifactError> {
     let sums = read_sums(root)?;
     let mut inventory = ArtifactInventory::new();
+    let mut unverified = Vec::new();
     for need in needed {
         if inventory.contains_key(&need.key) {
             continue;
@@ -39,7 +45,12 @@ pub fn inventory(
         let found = file_sha256(&path)
             .map_err(|source| ArtifactError::Read { path: path.clone(), source })?;
         let rel_text = rel.to_string_lossy().into_owned();
-        if let Some((expected, against)) = expected_sha256(need, entries, &sums, &rel_text)
+        let vouched = expected_sha256(need, entries, &sums, &rel_text);
+        let is_unverified = vouched.is_none();
+        if is_unverified {
+            unverified.push(rel_text.clone());
+        }
+        if let Some((expected, against)) = vouched
             && !expected.contains(&found)
         {
             return Err(ArtifactError::Checksum {
@@ -59,8 +70,19 @@ pub fn inventory(
         }
         inventory.insert(
             need.key.clone(),
-            LocalArtifact { path: path.display().to_string(), sha256: found },
+            LocalArtifact {
+                path: path.display().to_string(),
+                sha256: found,
+                unverified: is_unverified,
+            },
         );
+    }
+    if !unverified.is_empty() && !allow_unverified {
+        return Err(ArtifactError::Unverified {
+            dir: root.to_path_buf(),
+            files: unverified,
+            sums: root.join(SUMS_FILE),
+        });
     }
     Ok(inventory)
 }

@@ -25,6 +25,22 @@ pub enum ArtifactError {
         remedy: String,
     },
 
+    /// `dir:` files that neither the catalog nor `SHA256SUMS` vouches for.
+    #[error(
+        "{} artifact file(s) in {} cannot be verified: neither the built-in catalog nor {} has a sha256 for {}",
+        files.len(),
+        dir.display(),
+        sums.display(),
+        files.join(", ")
+    )]
+    #[diagnostic(help(
+        "check each file against its publisher's checksum, then record it: `cd {} && sha256sum {} >> SHA256SUMS`; \
+         or, to push them as they are, pass --allow-unverified-artifacts to plan/apply (the plan then marks each push unverified)",
+        dir.display(),
+        files.join(" ")
+    ))]
+    Unverified { dir: PathBuf, files: Vec<String>, sums: PathBuf },
+
     #[error("{} is not a valid SHA256SUMS file: {detail}", path.display())]
     #[diagnostic(help(
         "write it with `sha256sum <component>/<version>/<file> ... > SHA256SUMS` from the artifact directory"

@@ -5,7 +5,9 @@
 //! executor checks the sha256 again on every node after the upload.
 //!
 //! * `dir:<path>` ([`dir`]): the offline layout `<dir>/<component>/<version>/<file>`, checked
-//!   against the catalog or the directory's `SHA256SUMS`.
+//!   against the catalog or the directory's `SHA256SUMS`; a file neither vouches for is refused
+//!   unless the operator passed `--allow-unverified-artifacts` (it is then marked unverified
+//!   and the plan says so on every push of it).
 //! * `upstream` ([`upstream`]): each needed release file is downloaded once into a local cache
 //!   (unpacked into the same layout), verified against the catalog's sha256, and reused on later
 //!   runs without network.
@@ -39,21 +41,33 @@ pub const MIRROR_ENV: &str = "KUBEFORGE_ARTIFACT_MIRROR";
 /// The nodes' architecture for `upstream` downloads (`amd64`, the default, or `arm64`).
 pub const ARCH_ENV: &str = "KUBEFORGE_ARTIFACT_ARCH";
 
-/// The files available for the selected phases.
+/// The files available for the selected phases. `allow_unverified` is the operator's
+/// `--allow-unverified-artifacts`: without it a `dir:` file that neither the catalog nor the
+/// directory's `SHA256SUMS` vouches for is refused; with it the file is taken and marked
+/// unverified (the plan shows it on each push).
 pub fn inventory(
     cluster: &Cluster,
     spec_dir: &Path,
     selection: &PhaseSelection,
+    allow_unverified: bool,
 ) -> miette::Result<ArtifactInventory> {
     let options = match &cluster.artifacts {
         ArtifactSource::Dir(_) => None,
         ArtifactSource::Upstream => Some(Options::from_env(cluster.artifact_mirror.as_deref())?),
     };
-    Ok(inventory_with(cluster, spec_dir, selection, options.as_ref(), catalog::ENTRIES)?)
+    Ok(inventory_with_policy(
+        cluster,
+        spec_dir,
+        selection,
+        options.as_ref(),
+        catalog::ENTRIES,
+        allow_unverified,
+    )?)
 }
 
 /// [`inventory`] with explicit download options and catalog (tests serve fake files from a
-/// loopback mirror with their own catalog). `options` is only read for `upstream`.
+/// loopback mirror with their own catalog), refusing unverified files. `options` is only read
+/// for `upstream`.
 pub fn inventory_with(
     cluster: &Cluster,
     spec_dir: &Path,
@@ -61,12 +75,28 @@ pub fn inventory_with(
     options: Option<&Options>,
     entries: &[catalog::CatalogEntry],
 ) -> Result<ArtifactInventory, ArtifactError> {
+    inventory_with_policy(cluster, spec_dir, selection, options, entries, false)
+}
+
+/// [`inventory_with`], taking unverified `dir:` files (marked so) when `allow_unverified`.
+pub fn inventory_with_policy(
+    cluster: &Cluster,
+    spec_dir: &Path,
+    selection: &PhaseSelection,
+    options: Option<&Options>,
+    entries: &[catalog::CatalogEntry],
+    allow_unverified: bool,
+) -> Result<ArtifactInventory, ArtifactError> {
     let needed = needs::selected(cluster, selection);
     match &cluster.artifacts {
-        ArtifactSource::Dir(dir) => {
-            dir::inventory(&artifacts::dir_relative_to(spec_dir, dir), &needed, entries)
-        }
+        ArtifactSource::Dir(dir) => dir::inventory(
+            &artifacts::dir_relative_to(spec_dir, dir),
+            &needed,
+            entries,
+            allow_unverified,
+        ),
         ArtifactSource::Upstream => match options {
+            // Every upstream file is checked against the catalog: nothing is unverified.
             Some(options) => upstream::inventory(options, entries, &needed),
             None => Err(ArtifactError::NoOptions),
         },

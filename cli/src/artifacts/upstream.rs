@@ -188,7 +188,11 @@ async fn fill(
             };
             inventory.insert(
                 need.key.clone(),
-                LocalArtifact { path: path.display().to_string(), sha256: sha256.clone() },
+                LocalArtifact {
+                    path: path.display().to_string(),
+                    sha256: sha256.clone(),
+                    unverified: false,
+                },
             );
         }
     }

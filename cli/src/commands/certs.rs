@@ -1,6 +1,7 @@
 //! `kubeforge certs`: generate, inspect, renew and (as a plan) rotate the cluster PKI in the
 //! state dir. The decisions are kubeforge-pki's; this module loads the spec and the state dir,
 //! injects the clock and the OS random generator, saves the result and prints the report.
+//! `generate` and `renew` hold the state lock while they work (a second writer is refused).
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -92,7 +93,10 @@ pub fn run(global: &Global, cmd: Command) -> miette::Result<ExitCode> {
     let cluster = load_cluster(global)?;
     let state = StateDir::open(&global.state_dir(&cluster.name))?;
     match cmd {
-        Command::Generate => generate(&cluster, &state, global.output),
+        Command::Generate => {
+            let _lock = state.lock()?;
+            generate(&cluster, &state, global.output)
+        }
         Command::CheckExpiration(args) if args.remote => {
             super::certs_remote::run(&cluster, &state, global.output, OffsetDateTime::now_utc())
         }
@@ -100,6 +104,7 @@ pub fn run(global: &Global, cmd: Command) -> miette::Result<ExitCode> {
             check_expiration(&state, global.output, OffsetDateTime::now_utc())
         }
         Command::Renew(args) => {
+            let _lock = state.lock()?;
             let selection =
                 if args.all { RenewSelection::All } else { RenewSelection::Names(args.names) };
             renew(&cluster, &state, &selection, global.output)

@@ -33,6 +33,10 @@ pub struct Args {
     /// Hosts worked on at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// Take artifact files that neither the built-in catalog nor the artifact directory's
+    /// SHA256SUMS vouches for (the plan marks each push of them as unverified).
+    #[arg(long)]
+    pub allow_unverified_artifacts: bool,
 }
 
 fn parse_phase(s: &str) -> Result<Phase, String> {
@@ -103,6 +107,9 @@ impl PendingState {
 pub async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
     let cluster = crate::spec_file::load(&global.file)?;
     let state = StateDir::open(&global.state_dir(&cluster.name))?;
+    // Gathering records new host keys (accept-new) in the state dir: a writer, so it holds the
+    // lock (re-entrant: `apply` already holds it).
+    let _lock = state.lock()?;
     let old_pki = state.load_pki()?;
     let mut serials = super::certs::OsSerials::default();
     let outcome = kubeforge_pki::generate(
@@ -125,7 +132,12 @@ pub async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
         PendingState { old_pki, new_pki: outcome.store, pki_report: outcome.report, secrets };
     let spec_dir = global.file.parent().unwrap_or(Path::new("."));
     let selection = PhaseSelection::new(args.until, &args.skip_phases);
-    let artifacts = crate::artifacts::inventory(&cluster, spec_dir, &selection)?;
+    let artifacts = crate::artifacts::inventory(
+        &cluster,
+        spec_dir,
+        &selection,
+        args.allow_unverified_artifacts,
+    )?;
     let known_hosts = state.root().join("known_hosts");
     let targets = crate::transport::ssh_targets(&cluster, &known_hosts)?
         .into_iter()

@@ -2,7 +2,8 @@
 //! node mode, so operators (and tests) can inspect exactly what apply would put on the hosts.
 //! The PKI is generated first (as `certs generate` would, report on stderr). The output dir is
 //! rebuilt as a whole: it must be empty, missing, or an earlier render's output (marked by a
-//! `.kubeforge-render` file); anything else is refused.
+//! `.kubeforge-render` file); anything else is refused. It holds the state lock while it works
+//! (it may write the PKI and secrets).
 
 use std::fs;
 use std::io::Write as _;
@@ -30,6 +31,7 @@ pub struct Args {
 pub fn run(global: &Global, args: Args) -> miette::Result<ExitCode> {
     let cluster = super::certs::load_cluster(global)?;
     let state = StateDir::open(&global.state_dir(&cluster.name))?;
+    let _lock = state.lock()?;
     render_to(&cluster, &state, &args.out)
 }
 

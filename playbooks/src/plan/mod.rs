@@ -44,6 +44,9 @@ pub use types::{
 pub struct LocalArtifact {
     pub path: String,
     pub sha256: String,
+    /// Neither the catalog nor the source's `SHA256SUMS` vouches for it (taken only with
+    /// `--allow-unverified-artifacts`); every push of it says so.
+    pub unverified: bool,
 }
 
 /// Artifact name (`containerd`, `runc`) → the local file. Empty for `upstream` until the

@@ -311,7 +311,7 @@ mod tests {
             .iter()
             .map(|b| {
                 let path = format!("/srv/lab-artifacts/etcd/v3.5.1/{b}");
-                (b.to_string(), LocalArtifact { path, sha256: "ab".repeat(32) })
+                (b.to_string(), LocalArtifact { path, sha256: "ab".repeat(32), unverified: false })
             })
             .collect();
         (c, facts, inventory)
@@ -463,7 +463,7 @@ mod tests {
             .iter()
             .map(|b| {
                 let path = format!("/home/op/.cache/kubeforge/artifacts/amd64/etcd/v3.5.1/{b}");
-                (b.to_string(), LocalArtifact { path, sha256: "ab".repeat(32) })
+                (b.to_string(), LocalArtifact { path, sha256: "ab".repeat(32), unverified: false })
             })
             .collect();
         assert!(artifact_messages(&c, &facts, &inventory, Phase::Etcd).is_empty());

@@ -71,6 +71,7 @@ pub(crate) fn plan_host(input: PlanInput<'_>, host: &Host, facts: &HostFacts) ->
                 sha256: artifact.sha256.clone(),
                 dest,
                 mode: 0o755,
+                unverified: artifact.unverified,
             }));
         }
     }

@@ -364,6 +364,8 @@ fn missing_runtime_binaries_come_from_artifacts_or_block() {
             LocalArtifact {
                 path: format!("/art/containerd/v2.1.6/{name}"),
                 sha256: "ab".repeat(32),
+                // Allowed by the operator without a checksum: the plan must say so.
+                unverified: name == "ctr",
             },
         );
     }
@@ -383,7 +385,7 @@ fn missing_runtime_binaries_come_from_artifacts_or_block() {
         [
             "push containerd to /usr/local/bin/containerd",
             "push containerd-shim-runc-v2 to /usr/local/bin/containerd-shim-runc-v2",
-            "push ctr to /usr/local/bin/ctr",
+            "push ctr to /usr/local/bin/ctr (unverified)",
             "create /etc/systemd/system/containerd.service",
             "change /etc/containerd/config.toml",
             "systemctl daemon-reload",
@@ -393,6 +395,14 @@ fn missing_runtime_binaries_come_from_artifacts_or_block() {
             "create /var/lib/kubeforge/loaded/containerd.service"
         ]
     );
+    let text = render_text(&planned);
+    // The three hosts' runtime steps are alike: shown once.
+    let flagged: Vec<&str> = text.lines().filter(|l| l.contains("UNVERIFIED")).collect();
+    assert_eq!(flagged.len(), 1, "{text}");
+    assert!(flagged[0].contains("+ push ctr -> /usr/local/bin/ctr"), "{text}");
+    let json = serde_json::to_value(&planned).unwrap().to_string();
+    // JSON keeps one entry per host: ctr is pushed to all three.
+    assert_eq!(json.matches("\"unverified\":true").count(), 3, "{json}");
     simulate(&planned, &mut facts);
     let again = plan(
         &Operation::Apply,

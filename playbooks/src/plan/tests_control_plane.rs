@@ -35,7 +35,10 @@ fn inventory() -> ArtifactInventory {
         "etcd",
     ] {
         let sha256 = files::sha256_hex(key.as_bytes());
-        inv.insert(key.into(), LocalArtifact { path: format!("/art/{key}"), sha256 });
+        inv.insert(
+            key.into(),
+            LocalArtifact { path: format!("/art/{key}"), sha256, unverified: false },
+        );
     }
     inv
 }

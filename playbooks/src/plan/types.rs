@@ -114,6 +114,9 @@ impl Step {
     pub fn label(&self) -> String {
         match self {
             Step::PutFile(f) => format!("{} {}", f.reason.verb(), f.path),
+            Step::PushArtifact(a) if a.unverified => {
+                format!("push {} to {} (unverified)", a.name, a.dest)
+            }
             Step::PushArtifact(a) => format!("push {} to {}", a.name, a.dest),
             Step::Run(r) => r.argv.join(" "),
             Step::Unit(u) => u.argv().join(" "),
@@ -186,6 +189,10 @@ pub struct PushArtifact {
     pub sha256: String,
     pub dest: String,
     pub mode: u32,
+    /// The local file was not verified against the catalog or `SHA256SUMS` (the operator
+    /// allowed it). Omitted from JSON when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unverified: bool,
 }
 
 /// Run a command as root. Skipped when `unless` is set and exits 0 (already done).

@@ -169,6 +169,7 @@ fn push(name: &str, artifact: &LocalArtifact, dest: String) -> Step {
         sha256: artifact.sha256.clone(),
         dest,
         mode,
+        unverified: artifact.unverified,
     })
 }
 

@@ -71,7 +71,7 @@ pub fn openssl(args: &[&str]) -> Run {
 /// Compares `actual` with `tests/golden/<rel>`; `KUBEFORGE_BLESS=1` rewrites the file.
 pub fn golden(rel: &str, actual: &str) {
     let path = repo().join("tests/golden").join(rel);
-    if std::env::var_os("KUBEFORGE_BLESS").is_some() {
+    if kubeforge_tests::bless() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, actual).unwrap();
         return;

@@ -94,6 +94,7 @@ pub(crate) fn install(
                     sha256: a.sha256.clone(),
                     dest,
                     mode: 0o755,
+                    unverified: a.unverified,
                 }));
             }
             None if bin == "etcd" && on_host.is_none() => {

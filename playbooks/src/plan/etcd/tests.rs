@@ -46,8 +46,11 @@ fn artifacts() -> ArtifactInventory {
     ["etcd", "etcdctl", "etcdutl"]
         .iter()
         .map(|b| {
-            let a =
-                LocalArtifact { path: format!("/srv/a/etcd/v3.5.21/{b}"), sha256: "e".repeat(64) };
+            let a = LocalArtifact {
+                path: format!("/srv/a/etcd/v3.5.21/{b}"),
+                sha256: "e".repeat(64),
+                unverified: false,
+            };
             (b.to_string(), a)
         })
         .collect()
