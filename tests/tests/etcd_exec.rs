@@ -53,7 +53,7 @@ fn plan(hosts: BTreeMap<String, Vec<Step>>, sequence: Vec<SequencedStep>) -> Pla
     Plan {
         cluster: "test".into(),
         operation: Operation::Apply,
-        phases: vec![PhasePlan { phase: Phase::Etcd, built: true, hosts, sequence, batch: None }],
+        phases: vec![PhasePlan { phase: Phase::Etcd, hosts, sequence, batch: None }],
         blocked: BTreeMap::new(),
     }
 }

@@ -484,14 +484,12 @@ fn restart_plan(rolling: bool) -> Plan {
         phases: vec![
             plan::PhasePlan {
                 phase: Phase::ControlPlane,
-                built: true,
                 hosts: hosts("restart-apiserver"),
                 sequence: Vec::new(),
                 batch: rolling.then_some(1),
             },
             plan::PhasePlan {
                 phase: Phase::Addons,
-                built: true,
                 hosts: hosts("later-phase"),
                 sequence: Vec::new(),
                 batch: None,

@@ -186,7 +186,7 @@ fn plan_apply(input: PlanInput<'_>) -> Result<Plan, PlanError> {
             Phase::Addons => per_host(addons::plan_host),
         };
         let batch = rolls_over_control_planes(cluster, phase).then_some(1);
-        phases.push(PhasePlan { phase, built: phase.is_built(), hosts, sequence, batch });
+        phases.push(PhasePlan { phase, hosts, sequence, batch });
     }
     Ok(Plan { cluster: cluster.name.clone(), operation: Operation::Apply, phases, blocked })
 }

@@ -47,22 +47,6 @@ impl Phase {
             Phase::Addons => "addons",
         }
     }
-
-    /// Whether this version of kubeforge can plan the phase.
-    pub fn is_built(self) -> bool {
-        // One line per phase, so that each phase's owner flips only its own.
-        match self {
-            Phase::Preflight => true,
-            Phase::Os => true,
-            Phase::Runtime => true,
-            Phase::Pki => true,
-            Phase::Etcd => true,
-            Phase::LoadBalancer => true,
-            Phase::ControlPlane => true,
-            Phase::Workers => true,
-            Phase::Addons => true,
-        }
-    }
 }
 
 impl fmt::Display for Phase {

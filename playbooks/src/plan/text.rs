@@ -22,14 +22,6 @@ pub fn render_text(plan: &Plan) -> String {
     let _ = writeln!(out, "Plan for cluster {} (phases: {})", plan.cluster, names.join(", "));
     let mut counts = Counts::default();
     for phase in &plan.phases {
-        if !phase.built {
-            let _ = writeln!(
-                out,
-                "\n{}: not built in this version of kubeforge; nothing planned",
-                phase.phase
-            );
-            continue;
-        }
         if phase.hosts.is_empty() && phase.sequence.is_empty() {
             continue;
         }
@@ -376,13 +368,7 @@ mod tests {
         let plan = Plan {
             cluster: "c".into(),
             operation: crate::plan::Operation::Apply,
-            phases: vec![PhasePlan {
-                phase: Phase::Workers,
-                built: true,
-                hosts,
-                sequence: vec![],
-                batch: None,
-            }],
+            phases: vec![PhasePlan { phase: Phase::Workers, hosts, sequence: vec![], batch: None }],
             blocked: BTreeMap::new(),
         };
         let text = render_text(&plan);

@@ -32,11 +32,6 @@ impl Plan {
         self.has_no_steps() && self.blocked.is_empty()
     }
 
-    /// Selected phases that this version cannot plan yet.
-    pub fn unbuilt_phases(&self) -> Vec<Phase> {
-        self.phases.iter().filter(|p| !p.built).map(|p| p.phase).collect()
-    }
-
     /// Every host with at least one step, in name order.
     pub fn hosts_with_steps(&self) -> Vec<&str> {
         let mut hosts: Vec<&str> = self
@@ -60,8 +55,6 @@ impl Plan {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PhasePlan {
     pub phase: Phase,
-    /// False when this version of kubeforge does not plan the phase yet (it is then empty).
-    pub built: bool,
     /// Only hosts with steps appear.
     pub hosts: BTreeMap<String, Vec<Step>>,
     /// Cluster-level steps that must run one at a time and in this order (etcd membership
