@@ -45,6 +45,9 @@ enum Command {
     Plan(commands::plan::Args),
     /// Converge the hosts to the spec.
     Apply(commands::apply::Args),
+    /// etcd backups: create, list, verify, prune, and the unattended run on nodes.
+    #[command(subcommand)]
+    Backup(commands::backup::Command),
 }
 
 /// Runs the command line; the binary's `main` is just this.
@@ -62,6 +65,7 @@ pub fn main() -> ExitCode {
         Command::Lab(cmd) => commands::lab::run(&global, cmd),
         Command::Plan(args) => commands::plan::run(&global, args),
         Command::Apply(args) => commands::apply::run(&global, args),
+        Command::Backup(cmd) => commands::backup::run(&global, cmd),
     };
     match result {
         Ok(code) => code,
