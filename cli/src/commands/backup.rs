@@ -164,8 +164,16 @@ async fn connect_members(spec: &Spec) -> (Vec<(String, Arc<dyn Transport>)>, Vec
     let known_hosts = spec.state.root().join("known_hosts");
     let mut ok = Vec::new();
     let mut failed = Vec::new();
+    let home = crate::transport::home::home_from_env();
     for host in spec.cluster.etcd_members() {
-        match connector.connect(&SshTarget::from_host(host, &known_hosts)).await {
+        let target = match SshTarget::from_host(host, &known_hosts, home.as_deref()) {
+            Ok(t) => t,
+            Err(e) => {
+                failed.push(format!("{}: {e}", host.name));
+                continue;
+            }
+        };
+        match connector.connect(&target).await {
             Ok(t) => ok.push((host.name.clone(), t)),
             Err(e) => failed.push(format!("{}: {e}", host.name)),
         }

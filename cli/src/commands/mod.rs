@@ -10,5 +10,6 @@ pub mod init;
 pub mod lab;
 pub mod plan;
 pub mod render;
+pub mod restore;
 pub mod schema;
 pub mod validate;

@@ -15,6 +15,7 @@ mod os;
 mod phase;
 mod pki;
 mod preflight;
+mod restore;
 mod runtime;
 mod text;
 mod types;
@@ -28,8 +29,11 @@ use crate::render::RenderTree;
 
 pub use etcd::EtcdPlanError;
 pub use observed::{EtcdObserved, Observed};
-pub use operation::Operation;
+pub use operation::{Operation, RestoreSnapshot};
 pub use phase::{Phase, PhaseSelection, UnknownPhase};
+pub use restore::{
+    MANIFESTS_ASIDE_DIR, cluster_token, old_data_dir, restore_tool, restored_dir, staged_snapshot,
+};
 pub use runtime::ARTIFACT_BINARIES;
 pub use text::render_text;
 pub use types::{
@@ -100,6 +104,7 @@ pub fn probe_request(cluster: &Cluster, tree: &RenderTree, host: &str) -> ProbeR
     os::extend_request(tree, host, &mut request);
     etcd::extend_request(cluster, host, &mut request);
     workers::extend_request(cluster, host, &mut request);
+    restore::extend_request(cluster, host, &mut request);
     request.units.extend(PROBED_UNITS.iter().map(|u| u.to_string()));
     request.binaries.extend(PROBED_BINARIES.iter().map(|b| b.to_string()));
     request
@@ -109,6 +114,7 @@ pub fn probe_request(cluster: &Cluster, tree: &RenderTree, host: &str) -> ProbeR
 pub fn plan(operation: &Operation, input: PlanInput<'_>) -> Result<Plan, PlanError> {
     match operation {
         Operation::Apply => plan_apply(input),
+        Operation::Restore { snapshot } => Ok(restore::plan(input, snapshot)),
     }
 }
 

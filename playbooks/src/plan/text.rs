@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use super::types::{DiffText, EtcdAction, FileReason, Plan, Step};
+use super::types::{DiffText, FileReason, Plan, Step};
 
 /// Renders a plan for people.
 pub fn render_text(plan: &Plan) -> String {
@@ -157,10 +157,10 @@ fn step_lines(out: &mut String, step: &Step, indent: &str, counts: &mut Counts) 
             );
         }
         Step::Etcd(op) => {
-            if !matches!(op.action, EtcdAction::HealthGate { .. }) {
+            if !op.action.is_gate() {
                 counts.etcd += 1;
             }
-            let marker = if matches!(op.action, EtcdAction::HealthGate { .. }) { "?" } else { "@" };
+            let marker = if op.action.is_gate() { "?" } else { "@" };
             let _ = writeln!(out, "{indent}{marker} etcd {}    # {}", op.action, op.why);
             let _ = writeln!(
                 out,
