@@ -32,6 +32,10 @@ fn key(i: usize) -> String {
 /// client certificate of `cert` (`nodes/cp1/etcd/healthcheck-client`).
 fn etcdctl(lab: &Lab, spec: &str, host: &str, cert: &str, args: &[&str]) -> String {
     let pki = lab.dir.path().join(".kubeforge").join(&lab.name).join("pki");
+    etcdctl_with(&pki, spec, host, cert, args)
+}
+
+fn etcdctl_with(pki: &Path, spec: &str, host: &str, cert: &str, args: &[&str]) -> String {
     let file = |rel: &str| pki.join(rel).display().to_string();
     let out = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
@@ -48,7 +52,12 @@ fn etcdctl(lab: &Lab, spec: &str, host: &str, cert: &str, args: &[&str]) -> Stri
 
 /// Every key and value (`get "" --from-key`), in key order.
 fn all_keys(lab: &Lab, spec: &str, host: &str, cert: &str) -> Vec<(String, String)> {
-    let out = etcdctl(lab, spec, host, cert, &["get", "", "--from-key"]);
+    let pki = lab.dir.path().join(".kubeforge").join(&lab.name).join("pki");
+    all_keys_with(&pki, spec, host, cert)
+}
+
+fn all_keys_with(pki: &Path, spec: &str, host: &str, cert: &str) -> Vec<(String, String)> {
+    let out = etcdctl_with(pki, spec, host, cert, &["get", "", "--from-key"]);
     let lines: Vec<&str> = out.lines().collect();
     lines.chunks(2).map(|kv| (kv[0].to_string(), kv.get(1).unwrap_or(&"").to_string())).collect()
 }
@@ -217,4 +226,67 @@ fn external_etcd_35_restores_in_place() {
         members: &["etcd1", "etcd2", "etcd3"],
         cert: "nodes/cp1/apiserver-etcd-client",
     });
+}
+
+/// Disaster recovery: lab A's state dir (its CAs) and backup, used with lab B's spec (other
+/// machines, other addresses): `apply --until etcd` reissues the members' certificates from
+/// the same CAs for the new addresses and installs etcd; `restore` then gives lab B's members
+/// lab A's keys.
+#[test]
+fn disaster_recovery_restores_a_backup_onto_other_machines_with_other_addresses() {
+    if !enabled() {
+        return;
+    }
+    let keep = tempfile::tempdir().unwrap();
+    let state = keep.path().join("state");
+    let cert = "nodes/cp1/etcd/healthcheck-client";
+    let members = ["cp1", "cp2", "cp3"];
+    let rt = runtime();
+    let (backup, old_address) = {
+        let lab = Lab::up(&lab_name("a"), &["--workers", "0"]);
+        let spec_text = lab.spec_text();
+        lab.ok(&["apply", "-f", lab.spec_arg(), "--until", "etcd", "--yes"]);
+        let tls = lab.etcd_tls(cert);
+        rt.block_on(assert_etcd_members(&spec_text, &members, &tls));
+        rt.block_on(write_original(&etcd_endpoints(&spec_text, &members), &tls));
+        let out = lab.ok(&["-o", "json", "backup", "create", "-f", lab.spec_arg()]);
+        let created: Value = serde_json::from_slice(&out.stdout).expect("backup json");
+        let path = PathBuf::from(created["path"].as_str().expect("path"));
+        let from = lab.dir.path().join(".kubeforge").join(&lab.name);
+        let cp = Command::new("cp").arg("-a").arg(&from).arg(&state).status().unwrap();
+        assert!(cp.success());
+        (state.join("backups").join(path.file_name().unwrap()), address(&spec_text, "cp1"))
+    }; // lab A is down: its machines are gone.
+    let lab = Lab::up(&lab_name("b"), &["--workers", "0"]);
+    let spec_text = lab.spec_text();
+    assert_ne!(address(&spec_text, "cp1"), old_address, "the second lab has other addresses");
+    let st = state.to_str().unwrap();
+    let spec = lab.spec_arg().to_string();
+    lab.ok(&["--state", st, "apply", "-f", &spec, "--until", "etcd", "--yes"]);
+    let started = Instant::now();
+    let out = lab.ok(&[
+        "--state",
+        st,
+        "restore",
+        "-f",
+        &spec,
+        "--from",
+        backup.to_str().unwrap(),
+        "--yes",
+    ]);
+    eprintln!(
+        "DR restore took {:.1} s\n{}",
+        started.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let pki = state.join("pki");
+    let read = |rel: &str| std::fs::read(pki.join(rel)).unwrap();
+    let tls = EtcdTls {
+        ca_pem: read("etcd/ca.crt"),
+        cert_pem: read(&format!("{cert}.crt")),
+        key_pem: read(&format!("{cert}.key")),
+        server_name: None,
+    };
+    rt.block_on(assert_etcd_members(&spec_text, &members, &tls));
+    assert_eq!(all_keys_with(&pki, &spec_text, "cp2", cert), original(), "lab A's keys on lab B");
 }

@@ -282,3 +282,36 @@ async fn restored_state(
     }
     Ok(RestoredState { answers, listed })
 }
+
+#[cfg(test)]
+mod restored_tests {
+    use super::RestoredState;
+
+    fn state(answers: &[(&str, u64, i64)], listed: &[&str]) -> RestoredState {
+        RestoredState {
+            answers: answers.iter().map(|(m, id, r)| (m.to_string(), *id, *r)).collect(),
+            listed: listed.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn one_cluster_at_the_snapshots_revision_passes_and_anything_else_is_named() {
+        let members: Vec<String> = ["m1", "m2", "m3"].map(String::from).to_vec();
+        let all = ["m1", "m2", "m3"];
+        let ok = state(&[("m1", 7, 100), ("m2", 7, 100), ("m3", 7, 100)], &all);
+        assert!(ok.judge(&members, 100).unwrap().contains("snapshot's revision 100"));
+        let later = state(&[("m1", 7, 102), ("m2", 7, 102), ("m3", 7, 102)], &all);
+        assert!(later.judge(&members, 100).unwrap().contains("2 write(s) since the start"));
+        // A member left on the old data: another cluster id.
+        let old = state(&[("m1", 7, 100), ("m2", 9, 5000), ("m3", 7, 100)], &all);
+        assert!(old.judge(&members, 100).unwrap_err().contains("different cluster ids"));
+        // A member restored from other data, or an older snapshot.
+        let other = state(&[("m1", 7, 100), ("m2", 7, 90), ("m3", 7, 100)], &all);
+        assert!(other.judge(&members, 100).unwrap_err().contains("m2: 90"));
+        let older = state(&[("m1", 7, 90), ("m2", 7, 90), ("m3", 7, 90)], &all);
+        assert!(older.judge(&members, 100).is_err());
+        // Three one-member clusters would list one member each.
+        let alone = state(&[("m1", 7, 100), ("m2", 7, 100), ("m3", 7, 100)], &["m1"]);
+        assert!(alone.judge(&members, 100).unwrap_err().contains("not the spec's"));
+    }
+}
