@@ -142,7 +142,7 @@ pub async fn prepare_for(
         .zip(&cluster.hosts)
         .map(|(target, h)| GatherTarget {
             target,
-            request: plan::probe_request(&cluster, &tree, &h.name),
+            request: plan::probe_request_for(&operation, &cluster, &tree, &h.name),
         })
         .collect();
     let connector = Arc::new(SshConnector::new(ConnectOptions::default()));

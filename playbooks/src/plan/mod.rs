@@ -104,9 +104,23 @@ pub fn probe_request(cluster: &Cluster, tree: &RenderTree, host: &str) -> ProbeR
     os::extend_request(tree, host, &mut request);
     etcd::extend_request(cluster, host, &mut request);
     workers::extend_request(cluster, host, &mut request);
-    restore::extend_request(cluster, host, &mut request);
     request.units.extend(PROBED_UNITS.iter().map(|u| u.to_string()));
     request.binaries.extend(PROBED_BINARIES.iter().map(|b| b.to_string()));
+    request
+}
+
+/// [`probe_request`] plus what `operation` needs beyond `apply` (a restore: whether an
+/// interrupted restore left a control plane's manifests aside).
+pub fn probe_request_for(
+    operation: &Operation,
+    cluster: &Cluster,
+    tree: &RenderTree,
+    host: &str,
+) -> ProbeRequest {
+    let mut request = probe_request(cluster, tree, host);
+    if let Operation::Restore { .. } = operation {
+        restore::extend_request(cluster, host, &mut request);
+    }
     request
 }
 
