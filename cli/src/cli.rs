@@ -45,6 +45,11 @@ enum Command {
     Plan(commands::plan::Args),
     /// Converge the hosts to the spec.
     Apply(commands::apply::Args),
+    /// etcd backups: create, list, verify, prune, and the unattended run on nodes.
+    #[command(subcommand)]
+    Backup(commands::backup::Command),
+    /// Replace etcd's data on every member with a verified backup (disruptive: plans first).
+    Restore(commands::restore::Args),
 }
 
 /// Runs the command line; the binary's `main` is just this.
@@ -62,6 +67,8 @@ pub fn main() -> ExitCode {
         Command::Lab(cmd) => commands::lab::run(&global, cmd),
         Command::Plan(args) => commands::plan::run(&global, args),
         Command::Apply(args) => commands::apply::run(&global, args),
+        Command::Backup(cmd) => commands::backup::run(&global, cmd),
+        Command::Restore(args) => commands::restore::run(&global, args),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 //! every decision about the cluster comes from `kubeforge-playbooks` as data.
 
 pub mod artifacts;
+pub mod backup;
 pub mod cli;
 pub mod commands;
 pub mod context;

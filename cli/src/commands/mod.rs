@@ -2,6 +2,7 @@
 //! function returning the process exit code or a miette report.
 
 pub mod apply;
+pub mod backup;
 pub mod certs;
 pub mod certs_remote;
 pub mod completions;
@@ -9,5 +10,6 @@ pub mod init;
 pub mod lab;
 pub mod plan;
 pub mod render;
+pub mod restore;
 pub mod schema;
 pub mod validate;

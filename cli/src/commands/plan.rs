@@ -105,6 +105,16 @@ impl PendingState {
 /// the first time are recorded (`accept-new`). A refused host key is the error, before any
 /// cluster observation, so a spec pointing at the wrong machines is never planned against.
 pub async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
+    prepare_for(global, args, plan::Operation::Apply).await
+}
+
+/// [`prepare`] for any operation: the same spec, render, artifacts and facts; etcd is observed
+/// only when the operation plans from it (`Operation::observes_etcd`).
+pub async fn prepare_for(
+    global: &Global,
+    args: &Args,
+    operation: plan::Operation,
+) -> miette::Result<Prepared> {
     let cluster = crate::spec_file::load(&global.file)?;
     let state = StateDir::open(&global.state_dir(&cluster.name))?;
     // Gathering records new host keys (accept-new) in the state dir: a writer, so it holds the
@@ -144,7 +154,7 @@ pub async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
         .zip(&cluster.hosts)
         .map(|(target, h)| GatherTarget {
             target,
-            request: plan::probe_request(&cluster, &tree, &h.name),
+            request: plan::probe_request_for(&operation, &cluster, &tree, &h.name),
         })
         .collect();
     let connector = Arc::new(SshConnector::new(ConnectOptions::default()));
@@ -152,7 +162,14 @@ pub async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
     if !gathered.host_key_refused.is_empty() {
         return Err(host_keys_refused(&gathered.host_key_refused));
     }
-    let observed = crate::observe::observe(&cluster, &state, &selection, &gathered).await?;
+    let observed = if operation.observes_etcd() {
+        crate::observe::observe(&cluster, &state, &selection, &gathered).await?
+    } else {
+        plan::Observed {
+            local_pki_dir: state.pki_dir().display().to_string(),
+            ..plan::Observed::default()
+        }
+    };
     let input = PlanInput {
         cluster: &cluster,
         tree: &tree,
@@ -161,7 +178,7 @@ pub async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
         selection: &selection,
         observed: &observed,
     };
-    let plan = plan::plan(&plan::Operation::Apply, input).map_err(|e| miette!("{e}"))?;
+    let plan = plan::plan(&operation, input).map_err(|e| miette!("{e}"))?;
     Ok(Prepared { cluster, state, plan, transports: gathered.transports, pending })
 }
 

@@ -36,6 +36,43 @@ pub struct MemberStatus {
     pub errors: Vec<String>,
 }
 
+/// A member's keyspace summary (see [`EtcdClient::keyspace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keyspace {
+    pub revision: i64,
+    pub key_count: u64,
+    pub cluster_id: u64,
+    pub member_id: u64,
+}
+
+/// A snapshot being received (see [`EtcdClient::snapshot`]).
+pub struct SnapshotStream {
+    inner: etcd_client::SnapshotStreaming,
+    endpoint: Endpoint,
+    idle: Duration,
+    /// Keeps the channel the stream runs on alive.
+    #[allow(dead_code)]
+    client: Client,
+}
+
+impl std::fmt::Debug for SnapshotStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotStream").field("endpoint", &self.endpoint).finish_non_exhaustive()
+    }
+}
+
+impl SnapshotStream {
+    /// The next chunk and the bytes etcd says remain after it; `None` at the end of the stream.
+    pub async fn next_chunk(&mut self) -> Result<Option<(Vec<u8>, u64)>, EtcdError> {
+        match tokio::time::timeout(self.idle, self.inner.message()).await {
+            Ok(Ok(Some(resp))) => Ok(Some((resp.blob().to_vec(), resp.remaining_bytes()))),
+            Ok(Ok(None)) => Ok(None),
+            Ok(Err(e)) => Err(classify(&self.endpoint.name, &self.endpoint.url, "snapshot", e)),
+            Err(_) => Err(timeout_error(&self.endpoint, "snapshot (next chunk)", self.idle)),
+        }
+    }
+}
+
 /// A connection to one member.
 pub struct EtcdClient {
     endpoint: Endpoint,
@@ -209,6 +246,32 @@ impl EtcdClient {
     pub async fn put(&self, key: &str, value: &[u8]) -> Result<(), EtcdError> {
         let mut c = self.client.clone();
         self.call("put", c.put(key, value, None)).await.map(|_| ())
+    }
+
+    /// The keyspace as this member serves it: revision, number of live keys (a count-only range
+    /// over every key: etcd counts its in-memory index, no values are read) and the cluster
+    /// and member ids from the response header.
+    pub async fn keyspace(&self) -> Result<Keyspace, EtcdError> {
+        let mut c = self.client.clone();
+        let options = GetOptions::new().with_from_key().with_count_only().with_serializable();
+        let resp = self.call("key count", c.get("\0", Some(options))).await?;
+        let header = resp.header();
+        Ok(Keyspace {
+            revision: header.map(|h| h.revision()).unwrap_or_default(),
+            key_count: u64::try_from(resp.count()).unwrap_or_default(),
+            cluster_id: header.map(|h| h.cluster_id()).unwrap_or_default(),
+            member_id: header.map(|h| h.member_id()).unwrap_or_default(),
+        })
+    }
+
+    /// Starts a snapshot stream from this member (the maintenance `Snapshot` RPC). Each chunk
+    /// must arrive within `idle` (the stream as a whole has no time limit: a large database
+    /// takes as long as it takes). The chunks are etcd's bbolt file followed by its 32-byte
+    /// sha256; nothing here buffers more than one chunk.
+    pub async fn snapshot(&self, idle: Duration) -> Result<SnapshotStream, EtcdError> {
+        let mut c = self.client.clone();
+        let inner = self.call("snapshot", c.snapshot()).await?;
+        Ok(SnapshotStream { inner, endpoint: self.endpoint.clone(), idle, client: c })
     }
 
     /// The id of the member named `name` in this member's member list.

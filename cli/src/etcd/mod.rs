@@ -12,7 +12,7 @@ mod client;
 mod error;
 mod health;
 
-pub use client::{EtcdClient, MemberInfo, MemberStatus};
+pub use client::{EtcdClient, Keyspace, MemberInfo, MemberStatus, SnapshotStream};
 pub use error::{EtcdError, FailureKind};
 pub use health::{HealthGateError, HealthReport, MemberHealth, MemberState, probe, wait_healthy};
 

@@ -79,3 +79,25 @@ pub fn now_secs() -> f64 {
         .map(|d| d.as_millis() as f64 / 1000.0)
         .unwrap_or(0.0)
 }
+
+/// A record of a backup operation (`backup create`, `verify`, `prune`): on which member or
+/// host, the file path, the outcome. Never snapshot contents or key material.
+pub fn backup_record(
+    host: &str,
+    step: &str,
+    target: Vec<String>,
+    started: std::time::Instant,
+    result: String,
+) -> AuditRecord {
+    AuditRecord {
+        at: now_secs(),
+        host: host.to_string(),
+        phase: "backup".to_string(),
+        step: step.to_string(),
+        op: "backup",
+        target,
+        exit_status: None,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        result,
+    }
+}

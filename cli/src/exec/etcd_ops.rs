@@ -134,6 +134,32 @@ async fn run_action(ctx: &StepContext<'_>, op: &EtcdOp) -> Result<Done, HostFail
             Err(e) => Err(failure(ctx, op, e.to_string(), &retry_remedy(ctx))),
         };
     }
+    if let EtcdAction::RestoredGate { members, revision, timeout_ms } = &op.action {
+        let deadline = Instant::now() + Duration::from_millis(*timeout_ms);
+        loop {
+            let last = match restored_state(ctx, op, members, &tls, timeouts).await {
+                Ok(state) => match state.judge(members, *revision) {
+                    Ok(done) => return Ok(Done::Unchanged(done)),
+                    Err(why) => why,
+                },
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                return Err(failure(
+                    ctx,
+                    op,
+                    last,
+                    &format!(
+                        "the members do not serve the snapshot's data as one cluster; the old \
+                         data is kept beside /var/lib/etcd on each member. Check `journalctl -u \
+                         etcd` there, then run `{}` again",
+                        ctx.rerun
+                    ),
+                ));
+            }
+            tokio::time::sleep(ms(op.timing.retry_ms.max(200))).await;
+        }
+    }
     let (_forward, endpoint) = tunnel(ctx, op, ctx.host).await?;
     let client =
         EtcdClient::connect(&endpoint, Some(&tls), timeouts).await.map_err(etcd_failure)?;
@@ -169,6 +195,123 @@ async fn run_action(ctx: &StepContext<'_>, op: &EtcdOp) -> Result<Done, HostFail
             client.remove(*id).await.map_err(etcd_failure)?;
             Ok(Done::Changed(format!("removed {name} ({id:x})")))
         }
-        EtcdAction::HealthGate { .. } => Ok(Done::Unchanged(String::new())),
+        EtcdAction::HealthGate { .. } | EtcdAction::RestoredGate { .. } => {
+            Ok(Done::Unchanged(String::new()))
+        }
+    }
+}
+
+/// What each member serves after a restore, read through its own host's tunnel
+/// (serializable reads: each member's own data).
+struct RestoredState {
+    /// (member, cluster id, revision)
+    answers: Vec<(String, u64, i64)>,
+    /// The member names in the first member's member list.
+    listed: Vec<String>,
+}
+
+impl RestoredState {
+    /// One cluster id, exactly `members` listed, one revision that is the snapshot's (or later
+    /// only by writes since the start, which every member has applied).
+    fn judge(&self, members: &[String], revision: i64) -> Result<String, String> {
+        let ids: std::collections::BTreeSet<u64> = self.answers.iter().map(|a| a.1).collect();
+        if ids.len() != 1 {
+            let shown: Vec<String> =
+                self.answers.iter().map(|(m, id, _)| format!("{m}: {id:x}")).collect();
+            return Err(format!("the members report different cluster ids: {}", shown.join(", ")));
+        }
+        let mut listed = self.listed.clone();
+        listed.sort();
+        let mut wanted = members.to_vec();
+        wanted.sort();
+        if listed != wanted {
+            return Err(format!(
+                "the member list is [{}], not the spec's [{}]",
+                listed.join(", "),
+                wanted.join(", ")
+            ));
+        }
+        let revisions: std::collections::BTreeSet<i64> = self.answers.iter().map(|a| a.2).collect();
+        let shown: Vec<String> = self.answers.iter().map(|(m, _, r)| format!("{m}: {r}")).collect();
+        match revisions.iter().collect::<Vec<_>>()[..] {
+            [r] if *r == revision => Ok(format!(
+                "one cluster ({:x}) of {} members at the snapshot's revision {revision}",
+                self.answers[0].1,
+                members.len()
+            )),
+            [r] if *r > revision => Ok(format!(
+                "one cluster ({:x}) of {} members at revision {r} (the snapshot's {revision} and \
+                 {} write(s) since the start)",
+                self.answers[0].1,
+                members.len(),
+                r - revision
+            )),
+            _ => Err(format!(
+                "the members' revisions are not the snapshot's {revision}: {}",
+                shown.join(", ")
+            )),
+        }
+    }
+}
+
+async fn restored_state(
+    ctx: &StepContext<'_>,
+    op: &EtcdOp,
+    members: &[String],
+    tls: &EtcdTls,
+    timeouts: Timeouts,
+) -> Result<RestoredState, String> {
+    let mut answers = Vec::new();
+    let mut listed = Vec::new();
+    for m in members {
+        let (_forward, endpoint) = tunnel(ctx, op, m).await.map_err(|f| f.stderr_tail)?;
+        let client = EtcdClient::connect(&endpoint, Some(tls), timeouts)
+            .await
+            .map_err(|e| format!("{m}: {e}"))?;
+        let keyspace = client.keyspace().await.map_err(|e| format!("{m}: {e}"))?;
+        if listed.is_empty() {
+            listed = client
+                .member_list()
+                .await
+                .map_err(|e| format!("{m}: {e}"))?
+                .into_iter()
+                .map(|i| i.name)
+                .collect();
+        }
+        answers.push((m.clone(), keyspace.cluster_id, keyspace.revision));
+    }
+    Ok(RestoredState { answers, listed })
+}
+
+#[cfg(test)]
+mod restored_tests {
+    use super::RestoredState;
+
+    fn state(answers: &[(&str, u64, i64)], listed: &[&str]) -> RestoredState {
+        RestoredState {
+            answers: answers.iter().map(|(m, id, r)| (m.to_string(), *id, *r)).collect(),
+            listed: listed.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn one_cluster_at_the_snapshots_revision_passes_and_anything_else_is_named() {
+        let members: Vec<String> = ["m1", "m2", "m3"].map(String::from).to_vec();
+        let all = ["m1", "m2", "m3"];
+        let ok = state(&[("m1", 7, 100), ("m2", 7, 100), ("m3", 7, 100)], &all);
+        assert!(ok.judge(&members, 100).unwrap().contains("snapshot's revision 100"));
+        let later = state(&[("m1", 7, 102), ("m2", 7, 102), ("m3", 7, 102)], &all);
+        assert!(later.judge(&members, 100).unwrap().contains("2 write(s) since the start"));
+        // A member left on the old data: another cluster id.
+        let old = state(&[("m1", 7, 100), ("m2", 9, 5000), ("m3", 7, 100)], &all);
+        assert!(old.judge(&members, 100).unwrap_err().contains("different cluster ids"));
+        // A member restored from other data, or an older snapshot.
+        let other = state(&[("m1", 7, 100), ("m2", 7, 90), ("m3", 7, 100)], &all);
+        assert!(other.judge(&members, 100).unwrap_err().contains("m2: 90"));
+        let older = state(&[("m1", 7, 90), ("m2", 7, 90), ("m3", 7, 90)], &all);
+        assert!(older.judge(&members, 100).is_err());
+        // Three one-member clusters would list one member each.
+        let alone = state(&[("m1", 7, 100), ("m2", 7, 100), ("m3", 7, 100)], &["m1"]);
+        assert!(alone.judge(&members, 100).unwrap_err().contains("not the spec's"));
     }
 }

@@ -53,7 +53,8 @@ pub async fn execute(
     events: &dyn EventSink,
     audit: &AuditLog,
 ) -> RunReport {
-    let rerun = plan.operation.rerun();
+    let rerun_text = plan.operation.rerun();
+    let rerun = rerun_text.as_str();
     let mut report = RunReport { rerun: rerun.to_string(), ..RunReport::default() };
     for (host, problems) in &plan.blocked {
         for p in problems {

@@ -16,6 +16,7 @@ mod phase;
 mod pki;
 mod preflight;
 mod restart;
+mod restore;
 mod runtime;
 mod text;
 mod types;
@@ -29,8 +30,11 @@ use crate::render::RenderTree;
 
 pub use etcd::EtcdPlanError;
 pub use observed::{EtcdObserved, Observed};
-pub use operation::Operation;
+pub use operation::{Operation, RestoreSnapshot};
 pub use phase::{Phase, PhaseSelection, UnknownPhase};
+pub use restore::{
+    MANIFESTS_ASIDE_DIR, cluster_token, old_data_dir, restore_tool, restored_dir, staged_snapshot,
+};
 pub use runtime::ARTIFACT_BINARIES;
 pub use text::render_text;
 pub use types::{
@@ -114,10 +118,26 @@ pub fn probe_request(cluster: &Cluster, tree: &RenderTree, host: &str) -> ProbeR
     request
 }
 
+/// [`probe_request`] plus what `operation` needs beyond `apply` (a restore: whether an
+/// interrupted restore left a control plane's manifests aside).
+pub fn probe_request_for(
+    operation: &Operation,
+    cluster: &Cluster,
+    tree: &RenderTree,
+    host: &str,
+) -> ProbeRequest {
+    let mut request = probe_request(cluster, tree, host);
+    if let Operation::Restore { .. } = operation {
+        restore::extend_request(cluster, host, &mut request);
+    }
+    request
+}
+
 /// Plans one operation. Each operation has its own planner; all produce the same `Plan`.
 pub fn plan(operation: &Operation, input: PlanInput<'_>) -> Result<Plan, PlanError> {
     match operation {
         Operation::Apply => plan_apply(input),
+        Operation::Restore { snapshot } => Ok(restore::plan(input, snapshot)),
     }
 }
 

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::types::{DiffText, EtcdAction, FileReason, Plan, Step};
+use super::types::{DiffText, FileReason, Plan, Step};
 
 /// Renders a plan for people.
 pub fn render_text(plan: &Plan) -> String {
@@ -102,7 +102,7 @@ impl Counts {
             Step::Unit(_) => self.units += 1,
             Step::Gate(_) => {}
             Step::Etcd(op) => {
-                if !matches!(op.action, EtcdAction::HealthGate { .. }) {
+                if !op.action.is_gate() {
                     self.etcd += 1;
                 }
             }
@@ -305,7 +305,7 @@ fn step_lines(out: &mut String, step: &Step, indent: &str) {
             );
         }
         Step::Etcd(op) => {
-            let marker = if matches!(op.action, EtcdAction::HealthGate { .. }) { "?" } else { "@" };
+            let marker = if op.action.is_gate() { "?" } else { "@" };
             let _ = writeln!(out, "{indent}{marker} etcd {}    # {}", op.action, op.why);
             let _ = writeln!(
                 out,

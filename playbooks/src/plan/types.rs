@@ -343,6 +343,19 @@ pub enum EtcdAction {
     /// Every listed member host answers `status` (and, when voting, a linearizable read)
     /// through its own tunnel, within `timeout_ms`.
     HealthGate { members: Vec<String>, timeout_ms: u64 },
+    /// After a restore: every listed member host answers through its own tunnel with the
+    /// same cluster id, a member list of exactly `members`, and one revision, which is the
+    /// snapshot's (`revision`) or, only when every member agrees on it, later by writes made
+    /// since the start; retried within `timeout_ms`. A member left on old data (another
+    /// cluster id) or restored from other data (another revision) fails it.
+    RestoredGate { members: Vec<String>, revision: i64, timeout_ms: u64 },
+}
+
+impl EtcdAction {
+    /// A wait that changes nothing (shown with `?` and not counted as an operation).
+    pub fn is_gate(&self) -> bool {
+        matches!(self, EtcdAction::HealthGate { .. } | EtcdAction::RestoredGate { .. })
+    }
 }
 
 impl std::fmt::Display for EtcdAction {
@@ -356,6 +369,13 @@ impl std::fmt::Display for EtcdAction {
             EtcdAction::HealthGate { members, timeout_ms } => write!(
                 f,
                 "wait until {} are healthy (up to {} s)",
+                members.join(","),
+                timeout_ms / 1000
+            ),
+            EtcdAction::RestoredGate { members, revision, timeout_ms } => write!(
+                f,
+                "wait until {} serve the restored data as one cluster at revision {revision} \
+                 (up to {} s)",
                 members.join(","),
                 timeout_ms / 1000
             ),

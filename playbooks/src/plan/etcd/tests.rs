@@ -193,6 +193,7 @@ impl Sim {
                             assert!(ok, "gate on {name}, which is not a healthy member");
                         }
                     }
+                    EtcdAction::RestoredGate { .. } => panic!("apply planned a restore's gate"),
                 }
             }
         }
