@@ -19,7 +19,7 @@ use crate::state::StateDir;
 use crate::transport::Transport;
 
 /// The etcd client port on each member's loopback.
-const CLIENT_PORT: u16 = 2379;
+const CLIENT_PORT: u16 = kubeforge_playbooks::node::ETCD_CLIENT_PORT;
 
 /// Short limits: observation runs on every plan.
 fn timeouts() -> Timeouts {
@@ -52,7 +52,7 @@ fn hosts_with_etcd(cluster: &Cluster, gathered: &Gathered) -> Vec<String> {
     let mut with_data = Vec::new();
     for host in cluster.etcd_members() {
         let Some(Ok(facts)) = gathered.facts.get(&host.name) else { continue };
-        if facts.units.get("etcd.service").is_some_and(|u| u.is_active()) {
+        if facts.units.get(kubeforge_playbooks::node::unit::ETCD).is_some_and(|u| u.is_active()) {
             running.push(host.name.clone());
         } else if facts.paths_exist.get(etcd_unit::MEMBER_DIR) == Some(&true) {
             with_data.push(host.name.clone());

@@ -8,6 +8,7 @@ pub mod diff;
 pub mod etcd_membership;
 pub mod facts;
 pub mod model;
+pub mod node;
 pub mod pki_inputs;
 pub mod plan;
 pub mod render;

@@ -9,7 +9,7 @@ use crate::model::{Cluster, Endpoint, EndpointHost, Host, LoadBalancerMode};
 use crate::render::configs::kubeconfig_server;
 
 /// kubeadm's default `bindPort`: every apiserver listens here on its own address.
-pub const API_SERVER_PORT: u16 = 6443;
+pub const API_SERVER_PORT: u16 = crate::node::APISERVER_PORT;
 
 /// `https://<address>:6443`, the host's own apiserver.
 pub fn local_api_server_url(host: &Host) -> String {

@@ -21,7 +21,7 @@ const KUBERNETES_DIR: &str = "/etc/kubernetes/";
 const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests/";
 pub(crate) const KUBECTL: &str = "/usr/local/bin/kubectl";
 pub(crate) const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
-const APISERVER_PORT: u16 = 6443;
+use crate::node::APISERVER_PORT;
 
 pub(crate) const BINARIES: [&str; 3] = ["kubelet", "kubectl", "crictl"];
 pub(crate) const IMAGES: [&str; 4] =

@@ -24,11 +24,11 @@ use crate::model::{Cluster, Host};
 use crate::render::configs::etcd as unit;
 
 /// The client port tunneled to on a member's loopback.
-pub(crate) const CLIENT_PORT: u16 = 2379;
+pub(crate) const CLIENT_PORT: u16 = crate::node::ETCD_CLIENT_PORT;
 /// How long a health gate waits for every member.
 pub(crate) const GATE_TIMEOUT_MS: u64 = 120_000;
 /// Where etcd's binaries are installed.
-pub(crate) const BIN_DIR: &str = "/usr/local/bin";
+pub(crate) const BIN_DIR: &str = crate::node::BIN_DIR;
 /// The etcd binaries pushed from the artifact source; only `etcd` itself is required
 /// (etcd 3.4 has no `etcdutl`).
 pub(crate) const BINARIES: [&str; 3] = ["etcd", "etcdctl", "etcdutl"];

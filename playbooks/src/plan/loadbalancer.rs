@@ -23,8 +23,8 @@ use crate::facts::{HostFacts, UnitState};
 use crate::model::Host;
 use crate::render::NodeFile;
 
-pub(crate) const HAPROXY_UNIT: &str = "haproxy.service";
-pub(crate) const KEEPALIVED_UNIT: &str = "keepalived.service";
+pub(crate) const HAPROXY_UNIT: &str = crate::node::unit::HAPROXY;
+pub(crate) const KEEPALIVED_UNIT: &str = crate::node::unit::KEEPALIVED;
 pub(crate) const HAPROXY_CONFIG: &str = "/etc/haproxy/haproxy.cfg";
 /// A new haproxy config is written here first and checked, so a config haproxy rejects never
 /// replaces the one it runs (and a re-run plans the change again).
@@ -33,7 +33,7 @@ const HAPROXY_DIR: &str = "/etc/haproxy/";
 pub(crate) const KEEPALIVED_CONFIG: &str = "/etc/keepalived/keepalived.conf";
 const KEEPALIVED_DIR: &str = "/etc/keepalived/";
 const KEEPALIVED_DROP_IN_DIR: &str = "/etc/systemd/system/keepalived.service.d/";
-const APISERVER_PORT: u16 = 6443;
+use crate::node::APISERVER_PORT;
 const INTERFACE_SCRIPT: &str = "/usr/local/lib/kubeforge/keepalived-interface";
 
 /// Whether the loadbalancer phase owns a render-tree path.

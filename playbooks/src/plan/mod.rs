@@ -83,13 +83,7 @@ pub enum PlanError {
 }
 
 /// Units kubeforge manages or whose state preflight judges.
-pub const PROBED_UNITS: [&str; 5] = [
-    "containerd.service",
-    "etcd.service",
-    "haproxy.service",
-    "keepalived.service",
-    "kubelet.service",
-];
+pub const PROBED_UNITS: [&str; 5] = crate::node::unit::ALL;
 
 /// Binaries whose versions are reported (and whose presence preflight judges).
 pub const PROBED_BINARIES: [&str; 4] = ["containerd", "etcd", "kubelet", "runc"];

@@ -12,8 +12,10 @@ use crate::artifacts::needs::{self, Need};
 use crate::artifacts::{Arch, Component};
 use crate::facts::HostFacts;
 use crate::model::{ArtifactSource, Host, LoadBalancerMode};
-use crate::render::configs::{APISERVER_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT};
-use crate::render::served::KUBELET_PORT;
+use crate::node::{
+    APISERVER_PORT, CONTROLLER_MANAGER_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, KUBELET_PORT,
+    SCHEDULER_PORT, unit,
+};
 
 /// Supported distributions: `ID` → accepted `VERSION_ID`s.
 pub(crate) const SUPPORTED_OS: [(&str, &[&str]); 2] =
@@ -177,16 +179,16 @@ fn ports_for(input: PlanInput<'_>, host: &Host) -> Vec<(u16, &'static str, &'sta
     let cluster = input.cluster;
     let mut ports = Vec::new();
     if host.is_control_plane() {
-        ports.push((APISERVER_PORT, "kube-apiserver", "kubelet.service"));
-        ports.push((10257, "kube-controller-manager", "kubelet.service"));
-        ports.push((10259, "kube-scheduler", "kubelet.service"));
+        ports.push((APISERVER_PORT, "kube-apiserver", unit::KUBELET));
+        ports.push((CONTROLLER_MANAGER_PORT, "kube-controller-manager", unit::KUBELET));
+        ports.push((SCHEDULER_PORT, "kube-scheduler", unit::KUBELET));
     }
     if cluster.etcd_members().any(|m| m.name == host.name) {
-        ports.push((ETCD_CLIENT_PORT, "etcd clients", "etcd.service"));
-        ports.push((ETCD_PEER_PORT, "etcd peers", "etcd.service"));
+        ports.push((ETCD_CLIENT_PORT, "etcd clients", unit::ETCD));
+        ports.push((ETCD_PEER_PORT, "etcd peers", unit::ETCD));
     }
     if host.runs_kubelet() {
-        ports.push((KUBELET_PORT, "kubelet", "kubelet.service"));
+        ports.push((KUBELET_PORT, "kubelet", unit::KUBELET));
     }
     let lb_port = cluster.control_plane_endpoint.as_ref().map(|e| e.port);
     let runs_haproxy = match cluster.load_balancer.mode {
@@ -195,7 +197,7 @@ fn ports_for(input: PlanInput<'_>, host: &Host) -> Vec<(u16, &'static str, &'sta
         LoadBalancerMode::External | LoadBalancerMode::None => false,
     };
     if let (Some(port), true) = (lb_port, runs_haproxy) {
-        ports.push((port, "haproxy (API load balancer)", "haproxy.service"));
+        ports.push((port, "haproxy (API load balancer)", unit::HAPROXY));
     }
     ports
 }

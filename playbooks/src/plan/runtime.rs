@@ -10,7 +10,7 @@ use crate::artifacts::{Component, layout};
 use crate::facts::HostFacts;
 use crate::model::Host;
 
-pub(crate) const UNIT: &str = "containerd.service";
+pub(crate) const UNIT: &str = crate::node::unit::CONTAINERD;
 const UNIT_FILE: &str = "/etc/systemd/system/containerd.service";
 
 /// The inventory keys this phase pushes (the runtime's entries in

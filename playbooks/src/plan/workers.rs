@@ -16,12 +16,12 @@ use crate::artifacts::{self, Component, layout};
 use crate::facts::{FileState, HostFacts, ProbeRequest};
 use crate::model::{Cluster, Host};
 
-pub(crate) const KUBELET_UNIT: &str = "kubelet.service";
+pub(crate) const KUBELET_UNIT: &str = crate::node::unit::KUBELET;
 const KUBELET_UNIT_FILE: &str = "/etc/systemd/system/kubelet.service";
 const KUBELET_DROP_IN_DIR: &str = "/etc/systemd/system/kubelet.service.d/";
 const KUBELET_DIR: &str = "/var/lib/kubelet/";
 const KUBELET_PKI_DIR: &str = "/var/lib/kubelet/pki/";
-const BIN_DIR: &str = "/usr/local/bin";
+use crate::node::BIN_DIR;
 const CNI_BIN_DIR: &str = "/opt/cni/bin";
 /// Where image archives are pushed before `ctr` imports them into containerd's `k8s.io`
 /// namespace (the one the kubelet's CRI uses).

@@ -33,19 +33,9 @@ use crate::versions::{self, Release};
 pub use backup::{BACKUP_BINARY, backup_command, cron_to_on_calendar};
 pub use loadbalancer::kubeconfig_server;
 
-/// kubeadm's certificate directory; file names below it are kubeadm's.
-pub const PKI_DIR: &str = "/etc/kubernetes/pki";
-/// Where the kubelet picks up static pods.
-pub const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests";
-/// The kube-apiserver's secure port on every control plane.
-pub const APISERVER_PORT: u16 = 6443;
-/// etcd's client and peer ports.
-pub const ETCD_CLIENT_PORT: u16 = 2379;
-pub const ETCD_PEER_PORT: u16 = 2380;
-/// Where pushed binaries live (see `artifacts::layout`).
-pub const BIN_DIR: &str = "/usr/local/bin";
-/// containerd's CRI socket.
-pub const CRI_SOCKET: &str = "/run/containerd/containerd.sock";
+pub use crate::node::{
+    APISERVER_PORT, BIN_DIR, CRI_SOCKET, ETCD_CLIENT_PORT, ETCD_PEER_PORT, MANIFESTS_DIR, PKI_DIR,
+};
 
 /// Strong TLS suites allowed by CIS 1.2.29 and 4.2.12 alike (TLS 1.3 suites are not
 /// configurable in Go and always on).

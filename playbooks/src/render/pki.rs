@@ -23,7 +23,7 @@ pub struct PkiRenderError {
     pub missing: Vec<String>,
 }
 
-const PKI: &str = "/etc/kubernetes/pki";
+const PKI: &str = crate::node::PKI_DIR;
 
 /// Where one store file goes on a node, and whether the host can do without it.
 struct Placement {

@@ -11,7 +11,7 @@ use crate::model::Cluster;
 use super::configs::{APISERVER_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, PKI_DIR, kubelet};
 
 /// The kubelet's secure port (KubeletConfiguration `port`, left at its default).
-pub const KUBELET_PORT: u16 = 10250;
+pub use crate::node::KUBELET_PORT;
 
 /// One TLS endpoint on one host.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use super::{BIN_DIR, BINARIES, EtcdPlanError, MemberHost, PKI_FILES};
 use crate::etcd_membership::{CurrentMember, Step as Membership};
 use crate::render::configs::etcd::{self as unit, InitialState};
 
-pub(crate) const UNIT: &str = "etcd.service";
+pub(crate) const UNIT: &str = crate::node::unit::ETCD;
 
 /// What the parallel part does on one member host.
 #[derive(Debug, Clone)]
