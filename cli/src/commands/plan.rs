@@ -60,7 +60,8 @@ pub async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
         .wrap_err("rendering the hosts' files")?;
     let spec_dir = global.file.parent().unwrap_or(Path::new("."));
     let selection = PhaseSelection::new(args.until, &args.skip_phases);
-    let artifacts = crate::artifacts::inventory(&cluster, spec_dir, &selection)?;
+    let mut artifacts = crate::artifacts::inventory(&cluster, spec_dir, &selection)?;
+    crate::backup::install::add_self(&cluster, &selection, &mut artifacts)?;
     let known_hosts = state.root().join("known_hosts");
     let targets = cluster
         .hosts

@@ -1,0 +1,260 @@
+//! Installing scheduled backups (only when `spec.backup.schedule` is set): the kubeforge binary
+//! itself (the operator's, from the artifact inventory under [`ARTIFACT`]) at
+//! `/usr/local/bin/kubeforge` on the hosts that run `kubeforge backup run` — every etcd member
+//! for the systemd-timer runner, every control plane for the CronJob runner — and, for the
+//! timer runner, the rendered service and timer, a daemon-reload when either changed, the
+//! timer enabled and started (restarted when its file changed while it runs). The CronJob's
+//! manifest itself belongs to the addons phase.
+//!
+//! Pure: decides from the render tree, the facts and the inventory. Called from the etcd
+//! phase, whose hosts get these steps after their etcd steps; owns no etcd decision.
+
+use std::collections::BTreeMap;
+
+use super::PlanInput;
+use super::files::{Wanted, put_file};
+use super::types::{PushArtifact, Step, UnitAction, UnitStep};
+use crate::facts::{HostFacts, ProbeRequest};
+use crate::model::{BackupRunner, Cluster, Host};
+use crate::render::configs::backup::{BACKUP_BINARY, SERVICE, TIMER};
+
+/// The inventory key of the operator's own kubeforge binary (added by `cli`).
+pub const ARTIFACT: &str = "kubeforge";
+/// The timer unit.
+pub const TIMER_UNIT: &str = "kubeforge-backup.timer";
+
+/// The files of the render tree this module installs.
+pub(crate) fn owns(path: &str) -> bool {
+    path == SERVICE || path == TIMER
+}
+
+/// Which runner `host` carries, if any.
+fn runner_on(cluster: &Cluster, host: &Host) -> Option<BackupRunner> {
+    let backup = cluster.backup.as_ref()?;
+    backup.schedule.as_ref()?;
+    let on_host = match backup.runner {
+        BackupRunner::SystemdTimer => cluster.etcd_members().any(|m| m.name == host.name),
+        BackupRunner::CronJob => host.is_control_plane(),
+    };
+    on_host.then_some(backup.runner)
+}
+
+/// Whether the hosts need the kubeforge binary (so `cli` adds it to the inventory).
+pub fn needs_binary(cluster: &Cluster) -> bool {
+    cluster.hosts.iter().any(|h| runner_on(cluster, h).is_some())
+}
+
+/// The facts needed: the installed binary's digest and the timer's state.
+pub(crate) fn extend_request(cluster: &Cluster, host: &str, request: &mut ProbeRequest) {
+    let Some(host) = cluster.host(host) else { return };
+    if runner_on(cluster, host).is_some() {
+        request.hash_files.insert(BACKUP_BINARY.to_string());
+        request.units.insert(TIMER_UNIT.to_string());
+    }
+}
+
+/// The install steps of one host (empty when it runs no backups or has everything).
+pub(crate) fn host_steps(input: PlanInput<'_>, host: &Host, facts: &HostFacts) -> Vec<Step> {
+    let Some(runner) = runner_on(input.cluster, host) else { return Vec::new() };
+    let mut steps = Vec::new();
+    let on_host = facts.files.get(BACKUP_BINARY).and_then(|f| f.sha256());
+    if let Some(binary) = input.artifacts.get(ARTIFACT)
+        && on_host != Some(binary.sha256.as_str())
+    {
+        steps.push(Step::PushArtifact(PushArtifact {
+            name: ARTIFACT.to_string(),
+            local_path: binary.path.clone(),
+            sha256: binary.sha256.clone(),
+            dest: BACKUP_BINARY.to_string(),
+            mode: 0o755,
+        }));
+    }
+    if runner != BackupRunner::SystemdTimer {
+        return steps;
+    }
+    let tree = input.tree.hosts.get(&host.name);
+    let mut changed = Vec::new();
+    // The service before the timer (name order).
+    for (path, file) in tree.into_iter().flatten().filter(|(p, _)| owns(p)) {
+        let path = path.as_str();
+        let wanted = Wanted { path, contents: &file.contents, mode: file.mode, secret: false };
+        if let Some(put) = put_file(&host.name, facts, wanted) {
+            steps.push(Step::PutFile(put));
+            changed.push(path);
+        }
+    }
+    if !changed.is_empty() {
+        steps.push(unit_step("", UnitAction::DaemonReload, "the backup service or timer changed"));
+    }
+    let state = facts.units.get(TIMER_UNIT);
+    if !state.is_some_and(|u| u.is_enabled()) {
+        steps.push(unit_step(TIMER_UNIT, UnitAction::Enable, "scheduled backups survive reboots"));
+    }
+    if !state.is_some_and(|u| u.is_active()) {
+        steps.push(unit_step(TIMER_UNIT, UnitAction::Start, "scheduled backups run from now on"));
+    } else if changed.contains(&TIMER) {
+        steps.push(unit_step(TIMER_UNIT, UnitAction::Restart, "the schedule changed"));
+    }
+    steps
+}
+
+fn unit_step(unit: &str, action: UnitAction, why: &str) -> Step {
+    Step::Unit(UnitStep { unit: unit.to_string(), action, why: why.to_string() })
+}
+
+/// Appends every ready host's install steps to the etcd phase's host steps.
+pub(crate) fn add_steps(
+    input: PlanInput<'_>,
+    ready: &BTreeMap<&str, &HostFacts>,
+    hosts: &mut BTreeMap<String, Vec<Step>>,
+) {
+    for (&name, &facts) in ready {
+        let Some(host) = input.cluster.host(name) else { continue };
+        let steps = host_steps(input, host, facts);
+        if !steps.is_empty() {
+            hosts.entry(name.to_string()).or_default().extend(steps);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests_phases::{debian_facts, example_text, load, render};
+    use super::super::{ArtifactInventory, LocalArtifact, Observed, Phase, PhaseSelection};
+    use super::*;
+    use crate::facts::{FileState, UnitState};
+
+    fn inventory() -> ArtifactInventory {
+        let mut inv = ArtifactInventory::new();
+        let binary = LocalArtifact { path: "/op/kubeforge".into(), sha256: "ab".repeat(32) };
+        inv.insert(ARTIFACT.into(), binary);
+        inv
+    }
+
+    fn steps_for(name: &str, host: &str, facts: &HostFacts) -> Vec<Step> {
+        let cluster = load(example_text(name));
+        let tree = render(&cluster);
+        let facts_map = BTreeMap::new();
+        let artifacts = inventory();
+        let selection = PhaseSelection::new(Some(Phase::Etcd), &[]);
+        let observed = Observed::default();
+        let input = PlanInput {
+            cluster: &cluster,
+            tree: &tree,
+            facts: &facts_map,
+            artifacts: &artifacts,
+            selection: &selection,
+            observed: &observed,
+        };
+        host_steps(input, cluster.host(host).unwrap(), facts)
+    }
+
+    fn describe(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| match s {
+                Step::PushArtifact(p) => format!("push {} {:o}", p.dest, p.mode),
+                Step::PutFile(p) => format!("put {}", p.path),
+                Step::Unit(u) => u.argv().join(" "),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// Applies the steps' effects to the facts (files, unit state).
+    fn apply(facts: &mut HostFacts, steps: &[Step]) {
+        for s in steps {
+            match s {
+                Step::PushArtifact(p) => {
+                    facts.files.insert(p.dest.clone(), present(&p.sha256, p.mode));
+                }
+                Step::PutFile(p) => {
+                    facts.files.insert(p.path.clone(), present(&p.sha256, p.mode));
+                }
+                Step::Unit(u) => {
+                    let state = facts.units.entry(u.unit.clone()).or_insert(UnitState {
+                        active: "inactive".into(),
+                        enabled: "disabled".into(),
+                    });
+                    match u.action {
+                        UnitAction::Enable => state.enabled = "enabled".into(),
+                        UnitAction::Start | UnitAction::Restart => state.active = "active".into(),
+                        UnitAction::DaemonReload => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn present(sha256: &str, mode: u32) -> FileState {
+        FileState::Present {
+            sha256: sha256.into(),
+            mode: Some(mode),
+            owner: Some("root".into()),
+            group: Some("root".into()),
+            contents: None,
+        }
+    }
+
+    #[test]
+    fn timer_runner_installs_binary_units_and_starts_the_timer_then_converges() {
+        let mut facts = debian_facts("cp1");
+        let steps = steps_for("stacked", "cp1", &facts);
+        assert_eq!(
+            describe(&steps),
+            [
+                "push /usr/local/bin/kubeforge 755",
+                "put /etc/systemd/system/kubeforge-backup.service",
+                "put /etc/systemd/system/kubeforge-backup.timer",
+                "systemctl daemon-reload",
+                "systemctl enable kubeforge-backup.timer",
+                "systemctl start kubeforge-backup.timer",
+            ]
+        );
+        apply(&mut facts, &steps);
+        assert!(steps_for("stacked", "cp1", &facts).is_empty(), "converged");
+        // A new kubeforge binary is pushed again, and nothing else changes.
+        facts.files.insert(BACKUP_BINARY.into(), present("00", 0o755));
+        assert_eq!(
+            describe(&steps_for("stacked", "cp1", &facts)),
+            ["push /usr/local/bin/kubeforge 755"]
+        );
+        // A changed schedule restarts the running timer.
+        let push = steps_for("stacked", "cp1", &facts);
+        apply(&mut facts, &push);
+        facts.files.insert(TIMER.into(), present("00", 0o644));
+        assert_eq!(
+            describe(&steps_for("stacked", "cp1", &facts)),
+            [
+                "put /etc/systemd/system/kubeforge-backup.timer",
+                "systemctl daemon-reload",
+                "systemctl restart kubeforge-backup.timer",
+            ]
+        );
+    }
+
+    #[test]
+    fn cronjob_runner_puts_only_the_binary_on_control_planes() {
+        let cluster = load(example_text("external"));
+        let facts = debian_facts("x");
+        for host in &cluster.hosts {
+            let steps = describe(&steps_for("external", &host.name, &facts));
+            if host.is_control_plane() {
+                assert_eq!(steps, ["push /usr/local/bin/kubeforge 755"], "{}", host.name);
+            } else {
+                assert!(steps.is_empty(), "{}: {steps:?}", host.name);
+            }
+        }
+    }
+
+    #[test]
+    fn the_etcd_phase_plans_the_install_and_probes_what_it_needs() {
+        let cluster = load(example_text("stacked"));
+        let mut request = ProbeRequest::default();
+        super::super::etcd::extend_request(&cluster, "cp1", &mut request);
+        assert!(request.hash_files.contains(BACKUP_BINARY));
+        assert!(request.units.contains(TIMER_UNIT));
+        assert!(needs_binary(&cluster));
+    }
+}
