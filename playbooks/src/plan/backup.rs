@@ -6,6 +6,12 @@
 //! timer enabled and started (restarted when its file changed while it runs). The CronJob's
 //! manifest itself belongs to the addons phase.
 //!
+//! The binary is large (a debug build is ~270 MB), so the probe never hashes it: a stamp file
+//! ([`STAMP`], the binary's sha256 in `sha256sum` format) is written right after each push
+//! (whose sha256 the executor checks on the node), and the plan compares that stamp, plus the
+//! binary's existence. Hashing the binary in the probe made it so slow that the preflight
+//! clock check (taken at the probe's start, judged against its round trip) failed.
+//!
 //! Pure: decides from the render tree, the facts and the inventory. Called from the etcd
 //! phase, whose hosts get these steps after their etcd steps; owns no etcd decision.
 
@@ -22,6 +28,8 @@ use crate::render::configs::backup::{BACKUP_BINARY, SERVICE, TIMER};
 pub const ARTIFACT: &str = "kubeforge";
 /// The timer unit.
 pub const TIMER_UNIT: &str = "kubeforge-backup.timer";
+/// The pushed binary's sha256, `sha256sum` style, written after each push.
+pub const STAMP: &str = "/var/lib/kubeforge/kubeforge.sha256";
 
 /// The files of the render tree this module installs.
 pub(crate) fn owns(path: &str) -> bool {
@@ -48,7 +56,9 @@ pub fn needs_binary(cluster: &Cluster) -> bool {
 pub(crate) fn extend_request(cluster: &Cluster, host: &str, request: &mut ProbeRequest) {
     let Some(host) = cluster.host(host) else { return };
     if runner_on(cluster, host).is_some() {
-        request.hash_files.insert(BACKUP_BINARY.to_string());
+        request.paths_exist.insert(BACKUP_BINARY.to_string());
+        request.hash_files.insert(STAMP.to_string());
+        request.read_files.insert(STAMP.to_string());
         request.units.insert(TIMER_UNIT.to_string());
     }
 }
@@ -57,17 +67,21 @@ pub(crate) fn extend_request(cluster: &Cluster, host: &str, request: &mut ProbeR
 pub(crate) fn host_steps(input: PlanInput<'_>, host: &Host, facts: &HostFacts) -> Vec<Step> {
     let Some(runner) = runner_on(input.cluster, host) else { return Vec::new() };
     let mut steps = Vec::new();
-    let on_host = facts.files.get(BACKUP_BINARY).and_then(|f| f.sha256());
-    if let Some(binary) = input.artifacts.get(ARTIFACT)
-        && on_host != Some(binary.sha256.as_str())
-    {
-        steps.push(Step::PushArtifact(PushArtifact {
-            name: ARTIFACT.to_string(),
-            local_path: binary.path.clone(),
-            sha256: binary.sha256.clone(),
-            dest: BACKUP_BINARY.to_string(),
-            mode: 0o755,
-        }));
+    if let Some(binary) = input.artifacts.get(ARTIFACT) {
+        let stamp = format!("{}  {BACKUP_BINARY}\n", binary.sha256);
+        let wanted = Wanted { path: STAMP, contents: stamp.as_bytes(), mode: 0o644, secret: false };
+        let put_stamp = put_file(&host.name, facts, wanted);
+        let present = facts.paths_exist.get(BACKUP_BINARY) == Some(&true);
+        if put_stamp.is_some() || !present {
+            steps.push(Step::PushArtifact(PushArtifact {
+                name: ARTIFACT.to_string(),
+                local_path: binary.path.clone(),
+                sha256: binary.sha256.clone(),
+                dest: BACKUP_BINARY.to_string(),
+                mode: 0o755,
+            }));
+        }
+        steps.extend(put_stamp.map(Step::PutFile));
     }
     if runner != BackupRunner::SystemdTimer {
         return steps;
@@ -166,7 +180,7 @@ mod tests {
         for s in steps {
             match s {
                 Step::PushArtifact(p) => {
-                    facts.files.insert(p.dest.clone(), present(&p.sha256, p.mode));
+                    facts.paths_exist.insert(p.dest.clone(), true);
                 }
                 Step::PutFile(p) => {
                     facts.files.insert(p.path.clone(), present(&p.sha256, p.mode));
@@ -205,6 +219,7 @@ mod tests {
             describe(&steps),
             [
                 "push /usr/local/bin/kubeforge 755",
+                "put /var/lib/kubeforge/kubeforge.sha256",
                 "put /etc/systemd/system/kubeforge-backup.service",
                 "put /etc/systemd/system/kubeforge-backup.timer",
                 "systemctl daemon-reload",
@@ -214,15 +229,19 @@ mod tests {
         );
         apply(&mut facts, &steps);
         assert!(steps_for("stacked", "cp1", &facts).is_empty(), "converged");
-        // A new kubeforge binary is pushed again, and nothing else changes.
-        facts.files.insert(BACKUP_BINARY.into(), present("00", 0o755));
-        assert_eq!(
-            describe(&steps_for("stacked", "cp1", &facts)),
-            ["push /usr/local/bin/kubeforge 755"]
-        );
-        // A changed schedule restarts the running timer.
+        // A new kubeforge binary (another stamp) is pushed again, and nothing else changes.
+        facts.files.insert(STAMP.into(), present("00", 0o644));
+        let again =
+            ["push /usr/local/bin/kubeforge 755", "put /var/lib/kubeforge/kubeforge.sha256"];
+        assert_eq!(describe(&steps_for("stacked", "cp1", &facts)), again);
         let push = steps_for("stacked", "cp1", &facts);
         apply(&mut facts, &push);
+        // So is a binary someone removed.
+        facts.paths_exist.insert(BACKUP_BINARY.into(), false);
+        let push = steps_for("stacked", "cp1", &facts);
+        assert_eq!(describe(&push), ["push /usr/local/bin/kubeforge 755"]);
+        apply(&mut facts, &push);
+        // A changed schedule restarts the running timer.
         facts.files.insert(TIMER.into(), present("00", 0o644));
         assert_eq!(
             describe(&steps_for("stacked", "cp1", &facts)),
@@ -241,7 +260,11 @@ mod tests {
         for host in &cluster.hosts {
             let steps = describe(&steps_for("external", &host.name, &facts));
             if host.is_control_plane() {
-                assert_eq!(steps, ["push /usr/local/bin/kubeforge 755"], "{}", host.name);
+                let want = [
+                    "push /usr/local/bin/kubeforge 755",
+                    "put /var/lib/kubeforge/kubeforge.sha256",
+                ];
+                assert_eq!(steps, want, "{}", host.name);
             } else {
                 assert!(steps.is_empty(), "{}: {steps:?}", host.name);
             }
@@ -253,7 +276,9 @@ mod tests {
         let cluster = load(example_text("stacked"));
         let mut request = ProbeRequest::default();
         super::super::etcd::extend_request(&cluster, "cp1", &mut request);
-        assert!(request.hash_files.contains(BACKUP_BINARY));
+        assert!(request.paths_exist.contains(BACKUP_BINARY));
+        assert!(!request.hash_files.contains(BACKUP_BINARY), "never hashed by the probe");
+        assert!(request.read_files.contains(STAMP));
         assert!(request.units.contains(TIMER_UNIT));
         assert!(needs_binary(&cluster));
     }
