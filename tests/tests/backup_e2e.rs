@@ -124,6 +124,17 @@ fn create_verify_timer_run_failure_and_cronjob_argv() {
     );
     cp2.ssh_ok("systemctl start etcd");
 
+    // `backup list --remote` shows each member's backups and its last run.
+    let out = lab.ok(&["-o", "json", "backup", "list", "-f", lab.spec_arg(), "--remote"]);
+    let remote: Value = serde_json::from_slice(&out.stdout).expect("list json");
+    assert_eq!(remote["cp2"]["backups"].as_array().map(Vec::len), Some(1), "{remote}");
+    assert_eq!(remote["cp2"]["status"]["lastResult"], "failure", "{remote}");
+    assert_eq!(remote["cp1"]["backups"].as_array().map(Vec::len), Some(0), "{remote}");
+    let out = lab.ok(&["-o", "json", "backup", "list", "-f", lab.spec_arg()]);
+    let local: Value = serde_json::from_slice(&out.stdout).expect("list json");
+    assert_eq!(local[0]["sidecar"]["file"], file.as_str(), "{local}");
+    assert!(local[0]["sidecar"]["verified"].is_object(), "verify recorded: {local}");
+
     // The CronJob runner's argv, rendered for this cluster, run as-is on a control plane.
     let cron_spec = lab.dir.path().join("cron.cluster.yaml");
     std::fs::write(
