@@ -162,6 +162,50 @@ async fn snapshot_verify_and_refuse_etcd35() {
     snapshot_verify_and_refuse(bin).await;
 }
 
+struct Contained {
+    rc: i32,
+    stderr: String,
+    /// `ls -a` of the directory inside the namespace, after the run.
+    listing: String,
+}
+
+/// Runs `setup`, then `argv`, in a private mount namespace (`unshare -m`), as root.
+fn in_private_mount(setup: &str, argv: &[String], dir: &Path) -> Contained {
+    let quoted: Vec<String> = argv.iter().map(|a| format!("'{a}'")).collect();
+    let script = format!(
+        "{setup} || exit 99; {}; rc=$?; ls -a {} 1>&3; exit $rc",
+        quoted.join(" "),
+        dir.display()
+    );
+    let listing = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &format!("exec 3>{}; {script}", listing.path().display())])
+        .output()
+        .expect("run unshare (util-linux)");
+    let rc = out.status.code().unwrap_or(-1);
+    assert_ne!(rc, 99, "setup failed: {}", String::from_utf8_lossy(&out.stderr));
+    Contained {
+        rc,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        listing: std::fs::read_to_string(listing.path()).unwrap(),
+    }
+}
+
+fn run_argv(cluster: &EtcdCluster, destination: &Path, retention: usize) -> Vec<String> {
+    let eps: Vec<String> = cluster.members.iter().map(|m| m.client_url()).collect();
+    vec![
+        kubeforge_bin().display().to_string(),
+        "backup".into(),
+        "run".into(),
+        format!("--etcd-endpoints={}", eps.join(",")),
+        format!("--etcd-cacert={}", cluster.ca.cert.display()),
+        format!("--etcd-cert={}", cluster.client.cert.display()),
+        format!("--etcd-key={}", cluster.client.key.display()),
+        format!("--destination={}", destination.display()),
+        format!("--retention={retention}"),
+    ]
+}
+
 fn run_backup(cluster: &EtcdCluster, destination: &Path, retention: usize) -> std::process::Output {
     let eps: Vec<String> = cluster.members.iter().map(|m| m.client_url()).collect();
     Command::new(kubeforge_bin())
@@ -212,6 +256,38 @@ async fn run_keeps_n_writes_status_and_fails_visibly() {
     );
     let after: Vec<_> = store::list(&dest).unwrap().into_iter().map(|e| e.path).collect();
     assert_eq!(before, after);
+
+    // The destination read-only, and full, with earlier backups in it (a private mount
+    // namespace: a read-only bind mount, a 256 KiB tmpfs filled up).
+    let ro = in_private_mount(
+        &format!("mount --bind -o ro {d} {d}", d = dest.display()),
+        &run_argv(&cluster, &dest, 1),
+        &dest,
+    );
+    assert_ne!(ro.rc, 0);
+    assert_eq!(ro.stderr.lines().count(), 1, "{}", ro.stderr);
+    assert!(ro.stderr.contains("Read-only file system"), "{}", ro.stderr);
+    let full_dir = dest.parent().unwrap().join("full");
+    std::fs::create_dir(&full_dir).unwrap();
+    let earlier = &before[0];
+    let setup = format!(
+        "mount -t tmpfs -o size=256k tmpfs {d} && cp {snap} {side} {d}/ && \
+         (head -c 10M /dev/zero > {d}/filler 2>/dev/null || true)",
+        d = full_dir.display(),
+        snap = earlier.display(),
+        side = backup::sidecar::sidecar_path(earlier).display(),
+    );
+    let full = in_private_mount(&setup, &run_argv(&cluster, &full_dir, 1), &full_dir);
+    assert_ne!(full.rc, 0);
+    assert_eq!(full.stderr.lines().count(), 1, "{}", full.stderr);
+    assert!(full.stderr.contains("No space left on device"), "{}", full.stderr);
+    let name = earlier.file_name().unwrap().to_string_lossy().into_owned();
+    let mut expected = vec![name.clone(), name.replace(".db.zst", ".json"), "filler".into()];
+    expected.sort();
+    let mut left: Vec<String> = full.listing.lines().map(str::to_string).collect();
+    left.retain(|l| l != "." && l != ".." && l != "kubeforge-backup-status.json");
+    left.sort();
+    assert_eq!(left, expected, "no temporary file left, the earlier backup kept");
 
     // A member down: non-zero, the status file records the failure, backups kept.
     let mut cluster = cluster;

@@ -9,6 +9,7 @@
 //! key material, and it never replaces or deletes a file it did not just create, except through
 //! [`retention::prune`], which deletes whole backups (snapshot and sidecar together).
 
+pub mod install;
 pub mod retention;
 pub mod sidecar;
 pub mod snapshot;

@@ -385,16 +385,11 @@ async fn remote_list(
     dest: &str,
 ) -> Result<(Vec<BackupEntry>, RunStatus), String> {
     use crate::transport::RemoteCommand;
-    let cmd = RemoteCommand::new([
-        "find",
-        dest,
-        "-maxdepth",
-        "1",
-        "-name",
-        "*.db.zst",
-        "-printf",
-        "%f %s\\n",
-    ]);
+    // No destination yet (no run so far) lists as empty.
+    let d = crate::transport::quote::word(dest);
+    let cmd = RemoteCommand::shell(format!(
+        "test -d {d} || exit 0; find {d} -maxdepth 1 -name '*.db.zst' -printf '%f %s\\n'"
+    ));
     let out = t.run(&cmd).await.map_err(|e| e.to_string())?;
     if out.exit_status != 0 {
         return Err(format!("cannot list {dest}: {}", String::from_utf8_lossy(&out.stderr).trim()));

@@ -142,12 +142,13 @@ pub async fn prepare_for(
         PendingState { old_pki, new_pki: outcome.store, pki_report: outcome.report, secrets };
     let spec_dir = global.file.parent().unwrap_or(Path::new("."));
     let selection = PhaseSelection::new(args.until, &args.skip_phases);
-    let artifacts = crate::artifacts::inventory(
+    let mut artifacts = crate::artifacts::inventory(
         &cluster,
         spec_dir,
         &selection,
         args.allow_unverified_artifacts,
     )?;
+    crate::backup::install::add_self(&cluster, &selection, &mut artifacts)?;
     let known_hosts = state.root().join("known_hosts");
     let targets = crate::transport::ssh_targets(&cluster, &known_hosts)?
         .into_iter()

@@ -88,6 +88,7 @@ pub(crate) struct EtcdPhase {
 /// The extra facts the phase needs from a member host: whether etcd has data, the bootstrap
 /// file and the installed binaries' digests.
 pub(crate) fn extend_request(cluster: &Cluster, host: &str, request: &mut ProbeRequest) {
+    super::backup::extend_request(cluster, host, request);
     if !cluster.etcd_members().any(|h| h.name == host) {
         return;
     }
@@ -210,5 +211,6 @@ pub(crate) fn plan_phase(
     }
     phase.sequence =
         sequence::plan(input, ready, &member_hosts, &installs, &membership, current, &tls)?;
+    super::backup::add_steps(input, ready, &mut phase.hosts);
     Ok(phase)
 }

@@ -5,6 +5,7 @@
 //! same `Plan`.
 
 mod addons;
+pub mod backup;
 mod control_plane;
 mod etcd;
 mod files;

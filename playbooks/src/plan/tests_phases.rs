@@ -199,13 +199,12 @@ fn apply_step(
 }
 
 /// The etcd phase's files. etcd.rs belongs to the etcd phase's author; this mirrors what the
-/// render tree gives etcd members (unit, system user, and the systemd backup runner that
-/// snapshots the local member) so the rule below covers every file.
+/// render tree gives etcd members (unit, system user) so the rule below covers every file. The
+/// systemd backup runner is installed by `backup.rs`, which the etcd phase calls.
 fn etcd_owns(path: &str) -> bool {
     path == "/etc/systemd/system/etcd.service"
         || path.starts_with("/etc/systemd/system/etcd.service.d/")
         || path == "/etc/sysusers.d/kubeforge-etcd.conf"
-        || path.starts_with("/etc/systemd/system/kubeforge-backup.")
 }
 
 /// The phases that claim `path` on `host`.
@@ -214,7 +213,7 @@ fn owners(host: &crate::model::Host, path: &str) -> Vec<Phase> {
         (Phase::Os, os::owns(path)),
         (Phase::Runtime, runtime::owns(path)),
         (Phase::Pki, pki::owns(path)),
-        (Phase::Etcd, etcd_owns(path)),
+        (Phase::Etcd, etcd_owns(path) || backup::owns(path)),
         (Phase::LoadBalancer, loadbalancer::owns(path)),
         (Phase::ControlPlane, control_plane::owns(host, path)),
         (Phase::Workers, workers::owns(host, path)),

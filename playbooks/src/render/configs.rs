@@ -15,7 +15,7 @@
 //! - etcd-only hosts: etcd files plus the kernel settings.
 
 pub mod addons;
-mod backup;
+pub mod backup;
 mod control_plane;
 pub mod etcd;
 pub mod kubelet;

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Benchmark: throughput and peak RSS of `kubeforge backup create` (operator machine, through
+# an SSH tunnel to the member it picks) and of `kubeforge backup run` (direct mTLS to that same
+# member, as the timer runs it) against `etcdctl snapshot save` from the same machine to the
+# same member, with an etcd database of at least 256 MiB. Targets (issue 11): at least
+# etcdctl's throughput, peak RSS under 64 MiB.
+#
+# Brings up its own lab (`bkbench<pid>`, 3 stacked members, etcd from the lab's artifacts),
+# applies `--until etcd`, fills etcd with incompressible 1 MiB values, runs each tool
+# $RUNS times (default 3) under /usr/bin/time -v, prints one line per tool (median wall
+# time, MiB/s of etcd database, max RSS), and always brings the lab down.
+# Run as root from the repository root after `cargo build --release -p kubeforge` (or set
+# KUBEFORGE_BIN; a debug build compresses and hashes several times slower).
+# DB_MIB (default 300) sets the database size; KEEP_LAB=1 leaves the lab up.
+set -euo pipefail
+BIN=${KUBEFORGE_BIN:-target/release/kubeforge}
+BIN=$(readlink -f "$BIN")
+[[ -x $BIN ]] || { echo "no kubeforge binary at $BIN: cargo build --release -p kubeforge" >&2; exit 2; }
+ETCDCTL=${ETCDCTL:-$(command -v etcdctl)}
+[[ -x /usr/bin/time ]] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
+DB_MIB=${DB_MIB:-300}
+RUNS=${RUNS:-3}
+name="bkbench$(( $$ % 100000 ))"
+work=$(mktemp -d)
+cleanup() {
+  if [[ -z ${KEEP_LAB:-} ]]; then "$BIN" lab down --name "$name" >/dev/null 2>&1 || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work"
+export KUBEFORGE_NODE_BINARY="$BIN"
+
+"$BIN" lab up --name "$name" --control-planes 3 --workers 0 --spec-out "$work/lab.yaml" >/dev/null
+"$BIN" apply -f lab.yaml --until etcd --yes -o json >/dev/null
+pki="$work/.kubeforge/$name/pki"
+tls=(--cacert="$pki/etcd/ca.crt" --cert="$pki/nodes/cp1/etcd/healthcheck-client.crt"
+     --key="$pki/nodes/cp1/etcd/healthcheck-client.key")
+addr() { awk -v h="- name: $1" '$0 ~ h { getline; print $2; exit }' lab.yaml; }
+ep="https://$(addr cp1):2379"
+
+# Fill: 1 MiB of random bytes (base64, ~1.33 MiB per value) per key until the db is large enough.
+size_mib() {
+  ETCDCTL_API=3 "$ETCDCTL" --endpoints="$ep" "${tls[@]}" endpoint status -w json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["dbSize"] // 1048576)'
+}
+i=0
+while (( $(size_mib) < DB_MIB )); do
+  for _ in $(seq 1 20); do
+    head -c 786432 /dev/urandom | base64 -w0 |
+      ETCDCTL_API=3 "$ETCDCTL" --endpoints="$ep" "${tls[@]}" put "/bench/$i" >/dev/null
+    i=$((i + 1))
+  done
+done
+db=$(size_mib)
+echo "etcd database: ${db} MiB in $i keys (lab $name, etcd $(awk '/version:/ {print $2; exit}' lab.yaml))"
+
+# Which member does `backup create` pick? Use that one for the others too.
+"$BIN" backup create -f lab.yaml --to "$work/warm" -o json >"$work/create.json"
+member=$(python3 -c 'import json; print(json.load(open("'"$work"'/create.json"))["backup"]["member"])')
+mep="https://$(addr "$member"):2379"
+rm -rf "$work/warm"
+
+measure() { # label, command...
+  local label=$1; shift
+  local walls=() rss=()
+  for r in $(seq 1 "$RUNS"); do
+    rm -rf "$work/out"; mkdir -p "$work/out"
+    /usr/bin/time -v -o "$work/time.txt" "$@" >/dev/null 2>"$work/err.txt" ||
+      { echo "$label failed: $(tail -3 "$work/err.txt")" >&2; return 1; }
+    walls+=("$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (k = 1; k <= n; k++) s = s * 60 + p[k]; print s }' "$work/time.txt")")
+    rss+=("$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$work/time.txt")")
+  done
+  local wall maxrss
+  wall=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+  maxrss=$(printf '%s\n' "${rss[@]}" | sort -g | tail -1)
+  awk -v l="$label" -v w="$wall" -v r="$maxrss" -v d="$db" -v n="$RUNS" 'BEGIN {
+    printf "%-44s %6.2f s  %7.1f MiB/s  peak RSS %6.1f MiB  (median of %d)\n", l, w, d / w, r / 1024, n }'
+}
+
+echo "from $(hostname) to member $member ($mep):"
+measure "kubeforge backup create (SSH tunnel, zstd)" \
+  "$BIN" backup create -f lab.yaml --to "$work/out"
+measure "kubeforge backup run (direct mTLS, zstd)" \
+  "$BIN" backup run --etcd-endpoints="$mep" --etcd-cacert="$pki/etcd/ca.crt" \
+    --etcd-cert="$pki/nodes/cp1/etcd/healthcheck-client.crt" \
+    --etcd-key="$pki/nodes/cp1/etcd/healthcheck-client.key" --destination="$work/out" --retention=1
+measure "etcdctl snapshot save (direct mTLS, raw)" \
+  env ETCDCTL_API=3 "$ETCDCTL" --endpoints="$mep" "${tls[@]}" snapshot save "$work/out/snap.db"
