@@ -3,17 +3,18 @@
 //! per write, run on cp1 over SSH with the client certificate and CA files on that host (so it
 //! meets every file the rotation puts). No write may fail beyond one retry, no acknowledged write
 //! may be lost, every member must serve certificates of the new CA afterwards, and a client
-//! certificate from the old CA must be rejected. Prints the rotation's time. Needs root and the
+//! certificate from the old CA must be rejected. Prints the rotation's time. Then a second
+//! rotation is killed during its leaf roll-out and completes when run again. Needs root and the
 //! lab's tools; runs only with KUBEFORGE_E2E=1. The lab's name is unique (pid) and the lab is
 //! always brought down.
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kubeforge_tests::lab::{Lab, Machine, address, enabled, text};
+use kubeforge_tests::lab::{Lab, Machine, address, enabled, kubeforge_bin, text};
 use serde_json::Value;
 
 const PKI: &str = "/etc/kubernetes/pki";
@@ -208,4 +209,62 @@ fn etcd_ca_rotates_under_a_writer_without_failed_or_lost_writes() {
     assert!(ok.status.success(), "{}", text(&ok));
     lab.assert_converged("etcd");
     eprintln!("{}: rotation measured {seconds:.1} s (target < 120 s)", lab.name);
+
+    an_interrupted_rotation_completes_when_run_again(&lab);
+}
+
+/// A second rotation, killed (SIGKILL) during its leaf roll-out, then run again: `--status`
+/// shows the unfinished stage, and the rerun finishes with every member serving the new CA.
+fn an_interrupted_rotation_completes_when_run_again(lab: &Lab) {
+    let state = lab.dir.path().join(".kubeforge").join(&lab.name);
+    let ca_before = lab.pki("etcd/ca.crt");
+    let leaf_before = lab.pki("nodes/cp1/etcd/server.crt");
+    let mut child = Command::new(kubeforge_bin())
+        .current_dir(lab.dir.path())
+        .args(["certs", "rotate-ca", "--ca", "etcd", "--yes", "-f", lab.spec_arg()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run kubeforge");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        assert!(Instant::now() < deadline, "the rotation never reached its leaf roll-out");
+        assert!(child.try_wait().unwrap().is_none(), "the rotation ended before it was killed");
+        let record: Option<Value> = std::fs::read(state.join("rotation.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let at_leaves = record.is_some_and(|r| r["stage"] == "reissue-leaves");
+        if at_leaves && lab.pki("nodes/cp1/etcd/server.crt") != leaf_before {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Into the roll-out: the plan gathered, puts and restarts under way.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(child.try_wait().unwrap().is_none(), "the rotation ended before it was killed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let status = lab.ok(&["-o", "json", "certs", "rotate-ca", "--status", "-f", lab.spec_arg()]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["rotation"]["stage"], "reissue-leaves", "{status}");
+
+    let started = Instant::now();
+    lab.ok(&["certs", "rotate-ca", "--ca", "etcd", "--yes", "-f", lab.spec_arg()]);
+    eprintln!(
+        "{}: the interrupted rotation finished in {:.1} s when run again",
+        lab.name,
+        started.elapsed().as_secs_f64()
+    );
+    let status = lab.ok(&["-o", "json", "certs", "rotate-ca", "--status", "-f", lab.spec_arg()]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["rotation"]["stage"], "done", "{status}");
+    let ca_after = lab.pki("etcd/ca.crt");
+    assert_ne!(ca_after, ca_before);
+    assert_eq!(String::from_utf8_lossy(&ca_after).matches("BEGIN CERTIFICATE").count(), 1);
+    for ((host, what), on_host) in remote_certs(lab) {
+        if what.starts_with("https://") && (what.ends_with(":2379") || what.ends_with(":2380")) {
+            assert_eq!(on_host, "matches", "{host} {what}");
+        }
+    }
+    lab.assert_converged("etcd");
 }
