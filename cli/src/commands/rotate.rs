@@ -196,6 +196,31 @@ fn check_ready(prepared: &Prepared, when: &str) -> miette::Result<()> {
     ))
 }
 
+/// kube-apiserver reads the etcd CA file and its client certificate only at start, and the
+/// rotation rolls out the `pki` and `etcd` phases alone: on a host where it runs, the new
+/// members' certificates would cut it off from etcd. Until the control-plane restarts are part
+/// of the rotation, such clusters are refused before anything changes.
+async fn refuse_running_apiservers(prepared: &Prepared) -> miette::Result<()> {
+    let manifest = format!("{}/kube-apiserver.yaml", kubeforge_playbooks::node::MANIFESTS_DIR);
+    let mut running = Vec::new();
+    for host in prepared.cluster.control_planes() {
+        let Some(t) = prepared.transports.get(&host.name) else { continue };
+        match t.file_sha256(&manifest).await {
+            Ok(None) => {}
+            Ok(Some(_)) => running.push(host.name.clone()),
+            Err(e) => running.push(format!("{} (cannot check: {e})", host.name)),
+        }
+    }
+    if running.is_empty() {
+        return Ok(());
+    }
+    Err(miette!(
+        help = "today `certs rotate-ca --ca etcd` rotates clusters whose control plane is not                 installed yet (`apply --until etcd`) or external etcd without a running                 kube-apiserver; `--dry-run` prints the full procedure",
+        "CA rotation refused: kube-apiserver is installed on {} and loads the etcd CA only at          start; restarting it between stages is not part of the rotation yet. Nothing was changed",
+        running.join(", ")
+    ))
+}
+
 fn confirm(stage: RotationStage) -> miette::Result<bool> {
     if !std::io::stdin().is_terminal() {
         return Err(miette!(
@@ -309,6 +334,7 @@ async fn rotate(global: &Global, ca: CaId, concurrency: usize) -> miette::Result
     // Nothing is written before every host and member is known to be there.
     let before = prepare_for(global, &args, Operation::Apply).await?;
     check_ready(&before, "before it changes anything")?;
+    refuse_running_apiservers(&before).await?;
     drop(before);
     if human {
         eprintln!(
