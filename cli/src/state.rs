@@ -3,7 +3,8 @@
 //! and kubeconfigs are 0600, and nothing is replaced silently: a file may only get new contents
 //! when the caller names it (because the PKI report says it was reissued), the old contents are
 //! kept under `pki-replaced/<time>/`, and a file that changed on disk since it was loaded is an
-//! error. Files that leave the store are never deleted.
+//! error. Files that leave the store are never deleted:
+//! `retire_pki` moves them to `pki-replaced/` (a CA rotation's outgoing CA).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -216,6 +217,46 @@ impl StateDir {
     }
 }
 
+impl StateDir {
+    /// Moves files that left the store (a finished CA rotation's outgoing CA) to
+    /// `pki-replaced/<time>/`: copied there first, then removed from `pki/`. A file whose
+    /// contents differ from `old` (changed on disk meanwhile) is refused, not moved.
+    pub fn retire_pki(&self, old: &Store, paths: &[String]) -> miette::Result<Option<PathBuf>> {
+        if paths.is_empty() {
+            return Ok(None);
+        }
+        let now = time::OffsetDateTime::now_utc();
+        let stamp = format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}-retired",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second(),
+            std::process::id()
+        );
+        let backup_root = self.root.join(REPLACED_DIR).join(stamp);
+        for rel in paths {
+            let target = self.pki_dir().join(checked_rel(rel)?);
+            let Ok(on_disk) = fs::read(&target) else { continue };
+            if old.get(rel) != Some(&on_disk) {
+                return Err(miette!(
+                    help = "run the command again so it sees the current file",
+                    "{} changed on disk while kubeforge was running; not moved",
+                    target.display()
+                ));
+            }
+            write_new(&backup_root.join(checked_rel(rel)?), &on_disk, file_mode(rel))?;
+            fs::remove_file(&target)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot remove {}", target.display()))?;
+            sync_parent(&target);
+        }
+        Ok(Some(backup_root))
+    }
+}
+
 fn load_dir(dir: &Path, prefix: &str, store: &mut Store) -> miette::Result<()> {
     let entries = fs::read_dir(dir)
         .into_diagnostic()
@@ -299,8 +340,8 @@ pub fn write_new(target: &Path, bytes: &[u8], mode: u32) -> miette::Result<()> {
     Ok(())
 }
 
-/// Replaces `target` atomically.
-fn replace(target: &Path, bytes: &[u8], mode: u32) -> miette::Result<()> {
+/// Replaces (or creates) `target` atomically.
+pub fn replace(target: &Path, bytes: &[u8], mode: u32) -> miette::Result<()> {
     let tmp = write_temp(target, bytes, mode)?;
     fs::rename(&tmp, target)
         .into_diagnostic()
@@ -379,6 +420,24 @@ mod tests {
         fs::write(state.pki_dir().join("b.crt"), "theirs").unwrap();
         assert!(state.save_pki(&Store::new(), &store(&[("b.crt", "ours")]), &allowed).is_err());
         assert_eq!(fs::read(state.pki_dir().join("b.crt")).unwrap(), b"theirs");
+    }
+
+    #[test]
+    fn retiring_moves_files_to_the_replaced_folder_and_refuses_changed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let old = store(&[("etcd/ca-prev.crt", "old ca"), ("etcd/ca-prev.key", "old key")]);
+        state.save_pki(&Store::new(), &old, &BTreeSet::new()).unwrap();
+        let paths = vec!["etcd/ca-prev.crt".to_string(), "etcd/ca-prev.key".to_string()];
+        let kept = state.retire_pki(&old, &paths).unwrap().expect("a backup folder");
+        assert!(state.load_pki().unwrap().is_empty());
+        assert_eq!(fs::read(kept.join("etcd/ca-prev.key")).unwrap(), b"old key");
+        assert!(kept.starts_with(dir.path().join(REPLACED_DIR)));
+        // A file changed on disk since it was loaded stays where it is.
+        state.save_pki(&Store::new(), &old, &BTreeSet::new()).unwrap();
+        fs::write(state.pki_dir().join("etcd/ca-prev.crt"), "edited").unwrap();
+        assert!(state.retire_pki(&old, &paths).is_err());
+        assert_eq!(fs::read(state.pki_dir().join("etcd/ca-prev.crt")).unwrap(), b"edited");
     }
 
     #[test]

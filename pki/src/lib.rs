@@ -5,7 +5,8 @@
 //!
 //! Entry points: [`generate`] (create what is missing, reuse what is valid, reissue what the
 //! spec no longer matches), [`renew`] (new keys and serials for leaves, never CAs),
-//! [`check_expiration`] and [`plan_ca_rotation`]. Each takes the state dir's `pki/` folder as a
+//! [`check_expiration`], [`plan_ca_rotation`] and [`rotation_stage`] (one stage of a CA
+//! rotation, executed). Each takes the state dir's `pki/` folder as a
 //! [`Store`] and returns a new one plus a [`Report`] saying what changed and why.
 
 use std::fmt;
@@ -26,6 +27,7 @@ mod report;
 mod request;
 mod rotation;
 mod serial;
+mod stages;
 
 pub use der::{pem_blocks, pem_encode};
 pub use error::PkiError;
@@ -38,6 +40,9 @@ pub use report::{Action, Reason, Report, ReportEntry};
 pub use request::{ApiServerNames, ControlPlane, EtcdMember, Node, PkiRequest};
 pub use rotation::{RotationPhase, RotationPlan, TrustBundle, plan_ca_rotation};
 pub use serial::{SeededSerials, SerialSource};
+pub use stages::{
+    RotationStage, StageOutcome, next_ca_base, prev_ca_base, rotation_stage, stage_of,
+};
 
 /// The key type of every key kubeforge generates (`spec.pki.keyAlgorithm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

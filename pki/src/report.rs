@@ -45,6 +45,8 @@ pub enum Reason {
     CaBundleChanged,
     NamesChanged,
     RenewRequested,
+    /// A stage of a CA rotation (`trust-both`, `reissue-leaves`, `drop-old`).
+    CaRotation(String),
 }
 
 impl fmt::Display for Reason {
@@ -71,6 +73,7 @@ impl fmt::Display for Reason {
             Reason::CaBundleChanged => f.write_str("CA bundle changed"),
             Reason::NamesChanged => f.write_str("cluster or user name changed"),
             Reason::RenewRequested => f.write_str("renewal requested"),
+            Reason::CaRotation(stage) => write!(f, "CA rotation, stage {stage}"),
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::request::PkiRequest;
 /// CA certificates clients trust at once: during a rotation, the current CA and its successor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustBundle {
-    /// DER certificates, oldest first, without duplicates.
+    /// DER certificates in the order given (the signing CA first), without duplicates.
     certs: Vec<Vec<u8>>,
 }
 

@@ -167,13 +167,21 @@ fn certs_generate_twice_is_byte_identical_then_renew_changes_every_leaf_serial()
 }
 
 #[test]
-fn rotate_ca_prints_a_plan_only_in_dry_run() {
+fn rotate_ca_dry_run_and_status_change_nothing() {
     let e = env("stacked");
     certs::run(&e.global, certs::Command::Generate).unwrap();
-    let dry = certs::RotateCaArgs { dry_run: true };
-    assert_eq!(certs::run(&e.global, certs::Command::RotateCa(dry)).unwrap(), ExitCode::SUCCESS);
-    let err =
-        certs::run(&e.global, certs::Command::RotateCa(certs::RotateCaArgs { dry_run: false }))
-            .unwrap_err();
-    assert!(err.to_string().contains("not built yet"), "{err}");
+    let state = StateDir::open(&e.root.join("state")).unwrap();
+    let before = state.load_pki().unwrap();
+    let args = |dry_run: bool, status: bool| certs::RotateCaArgs {
+        dry_run,
+        status,
+        ca: kubeforge_pki::CaId::Etcd,
+        concurrency: 1,
+    };
+    let dry = certs::Command::RotateCa(args(true, false));
+    assert_eq!(certs::run(&e.global, dry).unwrap(), ExitCode::SUCCESS);
+    let status = certs::Command::RotateCa(args(false, true));
+    assert_eq!(certs::run(&e.global, status).unwrap(), ExitCode::SUCCESS);
+    assert_eq!(state.load_pki().unwrap(), before);
+    assert!(!e.root.join("state/rotation.json").exists());
 }

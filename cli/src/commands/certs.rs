@@ -1,6 +1,7 @@
-//! `kubeforge certs`: generate, inspect, renew and (as a plan) rotate the cluster PKI in the
-//! state dir. The decisions are kubeforge-pki's; this module loads the spec and the state dir,
-//! injects the clock and the OS random generator, saves the result and prints the report.
+//! `kubeforge certs`: generate, inspect, renew and rotate (`rotate-ca`, executed by
+//! `commands::rotate`) the cluster PKI in the state dir. The decisions are kubeforge-pki's;
+//! this module loads the spec and the state dir, injects the clock and the OS random
+//! generator, saves the result and prints the report.
 //! `generate` and `renew` hold the state lock while they work (a second writer is refused).
 
 use std::io::Write as _;
@@ -24,7 +25,9 @@ pub enum Command {
     CheckExpiration(CheckExpirationArgs),
     /// Reissue leaf certificates with new keys and serials (never CAs).
     Renew(RenewArgs),
-    /// Show the phased procedure for replacing the cluster CAs.
+    /// Replace a CA in stages (trust both, reissue leaves, drop the old), each rolled out like
+    /// `apply` for the pki and etcd phases; `--dry-run` shows the procedure, `--status` where a
+    /// rotation stands.
     RotateCa(RotateCaArgs),
 }
 
@@ -48,9 +51,18 @@ pub struct CheckExpirationArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RotateCaArgs {
-    /// Print the procedure without changing anything (the only mode for now).
+    /// Print the procedure without changing anything.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print `<state>/rotation.json`: the CA being rotated, its stage and since when.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub status: bool,
+    /// The CA to rotate (only `etcd` executes today).
+    #[arg(long, default_value = "etcd", value_parser = super::rotate::parse_ca)]
+    pub ca: kubeforge_pki::CaId,
+    /// Hosts worked on at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
 }
 
 /// Serial-number randomness from the OS generator; a failure is remembered and makes the
@@ -109,7 +121,9 @@ pub fn run(global: &Global, cmd: Command) -> miette::Result<ExitCode> {
                 if args.all { RenewSelection::All } else { RenewSelection::Names(args.names) };
             renew(&cluster, &state, &selection, global.output)
         }
-        Command::RotateCa(args) => rotate_ca(&cluster, &state, args.dry_run),
+        Command::RotateCa(args) if args.status => super::rotate::status(&state, global.output),
+        Command::RotateCa(args) if args.dry_run => rotate_ca(&cluster, &state, true),
+        Command::RotateCa(args) => super::rotate::run(global, args.ca, args.concurrency),
     }
 }
 
@@ -303,12 +317,14 @@ pub fn renew(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--dry-run`: the procedure, changing nothing (and where a rotation under way stands).
 pub fn rotate_ca(cluster: &Cluster, state: &StateDir, dry_run: bool) -> miette::Result<ExitCode> {
-    if !dry_run {
-        return Err(miette!(
-            help = "run `kubeforge certs rotate-ca --dry-run` to see the procedure",
-            "executing a CA rotation is not built yet"
-        ));
+    debug_assert!(dry_run);
+    if let Some(r) = super::rotate::load_record(state.root())?.filter(|r| !r.is_done()) {
+        println!(
+            "A rotation of the {} CA is under way: next stage {} (started {}).",
+            r.ca, r.stage, r.started_at
+        );
     }
     let store = state.load_pki()?;
     let plan =

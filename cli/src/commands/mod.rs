@@ -11,5 +11,6 @@ pub mod lab;
 pub mod plan;
 pub mod render;
 pub mod restore;
+pub mod rotate;
 pub mod schema;
 pub mod validate;

@@ -52,6 +52,9 @@ pub struct Prepared {
     /// What the plan's files were rendered from and `apply` saves to the state dir before it
     /// changes any host; `plan` only shows it.
     pub pending: PendingState,
+    /// etcd as observed while planning (members and their health), for operations that check
+    /// it before they start (`certs rotate-ca`).
+    pub observed: plan::Observed,
 }
 
 /// State-dir changes a plan depends on: certificates issued or reissued for the spec, and
@@ -180,7 +183,7 @@ pub async fn prepare_for(
         observed: &observed,
     };
     let plan = plan::plan(&operation, input).map_err(|e| miette!("{e}"))?;
-    Ok(Prepared { cluster, state, plan, transports: gathered.transports, pending })
+    Ok(Prepared { cluster, state, plan, transports: gathered.transports, pending, observed })
 }
 
 /// The error for refused host keys: it names every host and why, and comes before anything

@@ -1,0 +1,478 @@
+//! `kubeforge certs rotate-ca` executed: replaces one CA (today: etcd's) in the stages of
+//! `kubeforge_pki::RotationStage`, each one written to the state dir and then rolled out by the
+//! normal apply machinery for the `pki` and `etcd` phases (the planner's restart records restart
+//! etcd members one at a time behind health gates when their CA or certificate files change).
+//! It owns `<state>/rotation.json` (which CA, which stage, since when), written atomically under
+//! the state lock; it decides nothing about certificates (kubeforge-pki does) nor about steps
+//! on hosts (the planner does). A rotation refuses to start while a host is unreachable or an
+//! etcd member is unhealthy, and running the command again continues from the first
+//! unfinished stage.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use kubeforge_pki::{CaId, RotationStage};
+use kubeforge_playbooks::model::Cluster;
+use kubeforge_playbooks::pki_inputs::pki_request;
+use kubeforge_playbooks::plan::{Operation, Phase};
+use miette::{IntoDiagnostic as _, WrapErr as _, miette};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::plan::{Prepared, prepare_for, print_plan};
+use crate::context::{Global, OutputFormat};
+use crate::exec::events::{EventSink, JsonLines};
+use crate::exec::lock::ApplyLock;
+use crate::exec::progress::ProgressBars;
+use crate::exec::{AuditLog, ExecOptions, execute};
+use crate::state::StateDir;
+
+/// The record's file in the state dir.
+pub const ROTATION_FILE: &str = "rotation.json";
+/// `stage` once every stage has run.
+pub const DONE: &str = "done";
+
+/// `<state>/rotation.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationRecord {
+    /// `etcd`.
+    pub ca: String,
+    /// The first unfinished stage (`trust-both`, `reissue-leaves`, `drop-old`) or `done`.
+    pub stage: String,
+    /// Stages whose roll-out finished, in order.
+    pub completed: Vec<String>,
+    /// RFC 3339.
+    pub started_at: String,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+impl RotationRecord {
+    pub fn is_done(&self) -> bool {
+        self.stage == DONE
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+pub fn record_path(state: &Path) -> PathBuf {
+    state.join(ROTATION_FILE)
+}
+
+/// The record, `None` when no rotation was ever started.
+pub fn load_record(state: &Path) -> miette::Result<Option<RotationRecord>> {
+    let path = record_path(state);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map(Some).into_diagnostic().wrap_err_with(|| {
+                format!("{} is not a rotation record; fix or move it", path.display())
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => {
+            Err(e).into_diagnostic().wrap_err_with(|| format!("cannot read {}", path.display()))
+        }
+    }
+}
+
+/// Writes the record atomically (temp file, then rename). The caller holds the state lock.
+pub fn save_record(state: &Path, record: &RotationRecord) -> miette::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(record).into_diagnostic()?;
+    bytes.push(b'\n');
+    crate::state::replace(&record_path(state), &bytes, 0o600)
+}
+
+/// `--ca` values that execute today.
+pub fn parse_ca(s: &str) -> Result<CaId, String> {
+    match s {
+        "etcd" => Ok(CaId::Etcd),
+        "kubernetes" | "front-proxy" | "all" => Err(format!(
+            "rotating the {s} CA is planned (`--dry-run`) but does not execute yet; only `--ca etcd` runs"
+        )),
+        other => Err(format!("unknown CA {other:?}; known: etcd, kubernetes, front-proxy, all")),
+    }
+}
+
+fn ca_name(ca: CaId) -> &'static str {
+    match ca {
+        CaId::Etcd => "etcd",
+        CaId::Kubernetes => "kubernetes",
+        CaId::FrontProxy => "front-proxy",
+    }
+}
+
+/// `--status`: the record as it is (human or JSON).
+pub fn status(state: &StateDir, output: OutputFormat) -> miette::Result<ExitCode> {
+    let record = load_record(state.root())?;
+    let files = state.load_pki()?;
+    let from_files = kubeforge_pki::stage_of(&files, CaId::Etcd);
+    match output {
+        OutputFormat::Json => {
+            let json = serde_json::json!({
+                "rotation": record,
+                "etcdCaFilesAt": from_files.map(|s| s.as_str()),
+            });
+            println!("{json:#}");
+        }
+        OutputFormat::Human => match &record {
+            None => println!("No CA rotation was started for this cluster."),
+            Some(r) => {
+                println!("CA:        {}", r.ca);
+                println!("Stage:     {}", r.stage);
+                println!("Started:   {}", r.started_at);
+                println!("Updated:   {}", r.updated_at);
+                if let Some(f) = &r.finished_at {
+                    println!("Finished:  {f}");
+                }
+                for st in RotationStage::ALL {
+                    let mark = if r.completed.iter().any(|c| c == st.as_str()) {
+                        "done"
+                    } else if r.stage == st.as_str() {
+                        "next"
+                    } else {
+                        "    "
+                    };
+                    println!("  [{mark}] {st}: {}", st.summary());
+                }
+                if !r.is_done() {
+                    println!("Run `kubeforge certs rotate-ca --ca {}` again to continue.", r.ca);
+                }
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The phases a rotation stage rolls out: the certificates and the members that read them.
+fn rotation_plan_args(concurrency: usize) -> super::plan::Args {
+    super::plan::Args {
+        until: Some(Phase::Etcd),
+        skip_phases: vec![Phase::Preflight, Phase::Os, Phase::Runtime],
+        concurrency,
+        allow_unverified_artifacts: false,
+    }
+}
+
+/// Refuses when a host is unreachable (blocked) or an etcd member is not healthy.
+fn check_ready(prepared: &Prepared, when: &str) -> miette::Result<()> {
+    let mut problems: Vec<String> = Vec::new();
+    for (host, list) in &prepared.plan.blocked {
+        for p in list {
+            problems.push(format!("{host}: {}", p.message));
+        }
+    }
+    let members: Vec<&str> = prepared.cluster.etcd_members().map(|h| h.name.as_str()).collect();
+    match &prepared.observed.etcd {
+        None => problems.push("no etcd member answered".into()),
+        Some(etcd) => {
+            for name in &members {
+                match etcd.members.iter().find(|m| m.name == *name) {
+                    None => problems.push(format!("{name}: not an etcd member")),
+                    Some(m) if !m.healthy => {
+                        problems.push(format!("{name}: etcd member unhealthy"))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(miette!(
+        help = "bring every host and etcd member back (`kubeforge apply --until etcd`), then run \
+                the rotation again",
+        "CA rotation refused {when}: every etcd member must be reachable and healthy, because \
+         each stage restarts them one at a time\n  {}",
+        problems.join("\n  ")
+    ))
+}
+
+/// kube-apiserver reads the etcd CA file and its client certificate only at start, and the
+/// rotation rolls out the `pki` and `etcd` phases alone: on a host where it runs, the new
+/// members' certificates would cut it off from etcd. Until the control-plane restarts are part
+/// of the rotation, such clusters are refused before anything changes.
+async fn refuse_running_apiservers(prepared: &Prepared) -> miette::Result<()> {
+    let manifest = format!("{}/kube-apiserver.yaml", kubeforge_playbooks::node::MANIFESTS_DIR);
+    let mut running = Vec::new();
+    for host in prepared.cluster.control_planes() {
+        let Some(t) = prepared.transports.get(&host.name) else { continue };
+        match t.file_sha256(&manifest).await {
+            Ok(None) => {}
+            Ok(Some(_)) => running.push(host.name.clone()),
+            Err(e) => running.push(format!("{} (cannot check: {e})", host.name)),
+        }
+    }
+    if running.is_empty() {
+        return Ok(());
+    }
+    Err(miette!(
+        help = "today `certs rotate-ca --ca etcd` rotates clusters whose control plane is not                 installed yet (`apply --until etcd`) or external etcd without a running                 kube-apiserver; `--dry-run` prints the full procedure",
+        "CA rotation refused: kube-apiserver is installed on {} and loads the etcd CA only at          start; restarting it between stages is not part of the rotation yet. Nothing was changed",
+        running.join(", ")
+    ))
+}
+
+fn confirm(stage: RotationStage) -> miette::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(miette!(
+            help = "review the plan above, then run again with --yes",
+            "rotate-ca needs confirmation and stdin is not a terminal"
+        ));
+    }
+    eprint!("Run stage {stage} on these hosts? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).into_diagnostic()?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+fn audit_name(stage: RotationStage) -> String {
+    let t = OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}-rotate-{stage}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        std::process::id()
+    )
+}
+
+/// Writes `stage`'s PKI to the state dir (idempotent: a stage already written is finished, not
+/// redone). Returns what changed, for the output.
+fn write_stage(
+    cluster: &Cluster,
+    state: &StateDir,
+    ca: CaId,
+    stage: RotationStage,
+) -> miette::Result<kubeforge_pki::Report> {
+    let old = state.load_pki()?;
+    let mut serials = super::certs::OsSerials::default();
+    let outcome = kubeforge_pki::rotation_stage(
+        &pki_request(cluster),
+        &old,
+        ca,
+        stage,
+        OffsetDateTime::now_utc(),
+        &mut serials,
+    )
+    .map_err(|e| miette!("{e}"))
+    .wrap_err_with(|| format!("certs rotate-ca, stage {stage}: nothing was changed"))?;
+    if serials.failed() {
+        return Err(miette!("the operating system's random generator failed; nothing was saved"));
+    }
+    let may_replace: BTreeSet<String> = outcome.report.replaced_files();
+    state.save_pki(&old, &outcome.store, &may_replace)?;
+    state.retire_pki(&old, &outcome.retired)?;
+    Ok(outcome.report)
+}
+
+/// Runs every unfinished stage of rotating `ca`.
+pub fn run(global: &Global, ca: CaId, concurrency: usize) -> miette::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
+    runtime.block_on(rotate(global, ca, concurrency))
+}
+
+async fn rotate(global: &Global, ca: CaId, concurrency: usize) -> miette::Result<ExitCode> {
+    let cluster = crate::spec_file::load(&global.file)?;
+    let root = global.state_dir(&cluster.name);
+    let lock = ApplyLock::acquire(&root).map_err(|e| miette!("{e}"))?;
+    let state = StateDir::open(&root)?;
+    let human = global.output == OutputFormat::Human;
+    let started = Instant::now();
+    let now = rfc3339(OffsetDateTime::now_utc());
+    let mut record = match load_record(state.root())? {
+        Some(r) if !r.is_done() => {
+            if r.ca != ca_name(ca) {
+                return Err(miette!(
+                    help = format!("finish it first: `kubeforge certs rotate-ca --ca {}`", r.ca),
+                    "a rotation of the {} CA is under way (stage {}); nothing was changed",
+                    r.ca,
+                    r.stage
+                ));
+            }
+            r
+        }
+        _ => {
+            // The files may say a rotation is under way even without a record.
+            let files = state.load_pki()?;
+            let stage = kubeforge_pki::stage_of(&files, ca).unwrap_or(RotationStage::TrustBoth);
+            let mut completed = Vec::new();
+            if stage == RotationStage::ReissueLeaves {
+                completed.push(RotationStage::TrustBoth.as_str().to_string());
+            }
+            RotationRecord {
+                ca: ca_name(ca).into(),
+                stage: stage.as_str().into(),
+                completed,
+                started_at: now.clone(),
+                updated_at: now.clone(),
+                finished_at: None,
+            }
+        }
+    };
+    let Some(mut stage) = RotationStage::parse(&record.stage) else {
+        return Err(miette!(
+            "{} names an unknown stage {:?}; fix or move it",
+            record_path(state.root()).display(),
+            record.stage
+        ));
+    };
+    let args = rotation_plan_args(concurrency);
+
+    // Nothing is written before every host and member is known to be there.
+    let before = prepare_for(global, &args, Operation::Apply).await?;
+    check_ready(&before, "before it changes anything")?;
+    refuse_running_apiservers(&before).await?;
+    drop(before);
+    if human {
+        eprintln!(
+            "Rotating the {} CA, from stage {stage} ({} of {}).",
+            record.ca,
+            RotationStage::ALL.iter().position(|s| *s == stage).unwrap_or(0) + 1,
+            RotationStage::ALL.len()
+        );
+    }
+    let mut stage_seconds: Vec<(String, f64)> = Vec::new();
+    loop {
+        let stage_started = Instant::now();
+        let report = write_stage(&cluster, &state, ca, stage)?;
+        record.stage = stage.as_str().into();
+        record.updated_at = rfc3339(OffsetDateTime::now_utc());
+        save_record(state.root(), &record)?;
+        if human {
+            eprintln!("\n== Stage {stage}: {}\nState dir:\n{report}", stage.summary());
+        }
+        let prepared = prepare_for(global, &args, Operation::Apply).await?;
+        if !prepared.pending.is_empty() {
+            // The stage's store is a fixed point of generate; anything else is the spec's own
+            // change, saved as apply would.
+            prepared.pending.save(&prepared.state)?;
+        }
+        check_ready(&prepared, &format!("at stage {stage}"))?;
+        let plan = &prepared.plan;
+        if !global.yes || human {
+            print_plan(global.output, plan)?;
+        }
+        if !plan.has_no_steps() {
+            if !global.yes && !confirm(stage)? {
+                eprintln!(
+                    "Stopped before rolling out stage {stage}; the state dir holds it. Run the \
+                     command again to continue."
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            let audit = AuditLog::create(state.root(), &audit_name(stage)).into_diagnostic()?;
+            let options = ExecOptions { concurrency, ..ExecOptions::default() };
+            let sink: Box<dyn EventSink> = match global.output {
+                OutputFormat::Json => Box::new(JsonLines),
+                OutputFormat::Human => Box::new(ProgressBars::new(
+                    prepared.cluster.hosts.iter().map(|h| h.name.as_str()),
+                )),
+            };
+            let run = execute(plan, &prepared.transports, &options, sink.as_ref(), &audit).await;
+            if human {
+                print!("{}", run.render_text());
+            }
+            if !run.succeeded() {
+                if global.output == OutputFormat::Json {
+                    let line =
+                        serde_json::json!({"event": "report", "report": run, "rotation": record});
+                    println!("{line}");
+                }
+                return Err(miette!(
+                    help = format!(
+                        "fix what failed above, then run `kubeforge certs rotate-ca --ca {}` \
+                         again: it continues with stage {stage}",
+                        record.ca
+                    ),
+                    "CA rotation stopped in stage {stage}; the state dir holds that stage and \
+                     every host keeps working with it"
+                ));
+            }
+        }
+        stage_seconds.push((stage.as_str().into(), stage_started.elapsed().as_secs_f64()));
+        record.completed.push(stage.as_str().into());
+        record.updated_at = rfc3339(OffsetDateTime::now_utc());
+        match stage.next() {
+            Some(next) => {
+                record.stage = next.as_str().into();
+                save_record(state.root(), &record)?;
+                stage = next;
+            }
+            None => {
+                record.stage = DONE.into();
+                record.finished_at = Some(record.updated_at.clone());
+                save_record(state.root(), &record)?;
+                break;
+            }
+        }
+    }
+    drop(lock);
+    let seconds = started.elapsed().as_secs_f64();
+    match global.output {
+        OutputFormat::Json => {
+            let stages: Vec<_> = stage_seconds
+                .iter()
+                .map(|(s, t)| serde_json::json!({"stage": s, "seconds": t}))
+                .collect();
+            let line = serde_json::json!({
+                "event": "rotation", "rotation": record, "seconds": seconds, "stages": stages,
+            });
+            println!("{line}");
+        }
+        OutputFormat::Human => println!(
+            "The {} CA was rotated in {seconds:.1} s: every member trusts and serves the new CA \
+             only; the old CA is kept under {}/pki-replaced/.",
+            record.ca,
+            state.root().display()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_round_trips_atomically_and_says_where_it_stands() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_record(dir.path()).unwrap(), None);
+        let record = RotationRecord {
+            ca: "etcd".into(),
+            stage: "reissue-leaves".into(),
+            completed: vec!["trust-both".into()],
+            started_at: "2026-12-06T14:00:00Z".into(),
+            updated_at: "2026-12-06T14:00:30Z".into(),
+            finished_at: None,
+        };
+        save_record(dir.path(), &record).unwrap();
+        assert_eq!(load_record(dir.path()).unwrap(), Some(record.clone()));
+        let text = std::fs::read_to_string(record_path(dir.path())).unwrap();
+        assert!(text.contains("\"startedAt\": \"2026-12-06T14:00:00Z\""), "{text}");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(record_path(dir.path())).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::write(record_path(dir.path()), "{").unwrap();
+        assert!(load_record(dir.path()).is_err());
+    }
+
+    #[test]
+    fn only_the_etcd_ca_executes_today() {
+        assert_eq!(parse_ca("etcd"), Ok(CaId::Etcd));
+        assert!(parse_ca("kubernetes").unwrap_err().contains("--dry-run"));
+        assert!(parse_ca("nope").unwrap_err().contains("unknown CA"));
+    }
+}
