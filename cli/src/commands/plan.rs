@@ -52,6 +52,9 @@ pub struct Prepared {
     /// What the plan's files were rendered from and `apply` saves to the state dir before it
     /// changes any host; `plan` only shows it.
     pub pending: PendingState,
+    /// The files the plan was made from, per host: what a successful run records in
+    /// `<state>/applied.json` (`crate::applied_store`).
+    pub tree: kubeforge_playbooks::render::RenderTree,
 }
 
 /// State-dir changes a plan depends on: certificates issued or reissued for the spec, and
@@ -170,6 +173,7 @@ pub async fn prepare_for(
             ..plan::Observed::default()
         }
     };
+    let applied = crate::applied_store::load(state.root())?;
     let input = PlanInput {
         cluster: &cluster,
         tree: &tree,
@@ -177,9 +181,10 @@ pub async fn prepare_for(
         artifacts: &artifacts,
         selection: &selection,
         observed: &observed,
+        applied: applied.as_ref(),
     };
     let plan = plan::plan(&operation, input).map_err(|e| miette!("{e}"))?;
-    Ok(Prepared { cluster, state, plan, transports: gathered.transports, pending })
+    Ok(Prepared { cluster, state, plan, transports: gathered.transports, pending, tree })
 }
 
 /// The error for refused host keys: it names every host and why, and comes before anything
