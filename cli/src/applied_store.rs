@@ -101,23 +101,32 @@ pub fn after_run(state_root: &Path, outcome: RunOutcome<'_>) -> miette::Result<O
 
 /// After a successful reset: the reset hosts leave the record (a new generation), or, for the
 /// whole cluster, the record is moved aside to `applied.json.reset-<stamp>` (kept, like the
-/// hosts' data). Returns what happened, for the report.
-pub fn after_reset(state_root: &Path, hosts: &[String], stamp: &str) -> miette::Result<String> {
+/// hosts' data). Returns what happened, for the report; `None` when the record did not list
+/// them (nothing to change: a reset run again writes no new generation).
+pub fn after_reset(
+    state_root: &Path,
+    hosts: &[String],
+    stamp: &str,
+) -> miette::Result<Option<String>> {
     let state = crate::state::StateDir::open(state_root)?;
     let _lock = state.lock()?;
     let Some(previous) = load(state_root)? else {
-        return Ok("no applied-state record to update".into());
+        return Ok(None);
     };
     if hosts.is_empty() {
         let aside = state_root.join(format!("{APPLIED_FILE}.reset-{stamp}"));
         fs::rename(path(state_root), &aside)
             .into_diagnostic()
             .wrap_err_with(|| format!("moving {} aside", path(state_root).display()))?;
-        return Ok(format!("the applied-state record was moved to {}", aside.display()));
+        return Ok(Some(format!("the applied-state record was moved to {}", aside.display())));
+    }
+    let listed = |h: &String| previous.hosts.contains_key(h) || previous.departed.contains_key(h);
+    if !hosts.iter().any(listed) {
+        return Ok(None);
     }
     let next = previous.without_hosts(hosts, "reset", now_rfc3339());
     write(state_root, &next)?;
-    Ok(format!("applied generation {} no longer lists {}", next.generation, hosts.join(", ")))
+    Ok(Some(format!("applied generation {} no longer lists {}", next.generation, hosts.join(", "))))
 }
 
 /// Writes `applied` atomically (temp + fsync + rename + directory fsync), mode 0600.
@@ -237,5 +246,26 @@ mod tests {
         write(dir.path(), &newer).unwrap();
         let err = format!("{:?}", load(dir.path()).unwrap_err());
         assert!(err.contains("newer than this kubeforge"), "{err}");
+    }
+
+    #[test]
+    fn a_reset_drops_its_hosts_once_and_a_whole_reset_moves_the_record_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("state");
+        let (c, t) = (cluster(), tree(&cluster()));
+        after_run(&root, outcome(&c, &t, true)).unwrap();
+        let host = c.hosts.last().unwrap().name.clone();
+        let note = after_reset(&root, std::slice::from_ref(&host), "S").unwrap().unwrap();
+        assert!(note.contains("generation 2 no longer lists"), "{note}");
+        let record = load(&root).unwrap().unwrap();
+        assert!(!record.hosts.contains_key(&host) && record.departed(&c).is_empty());
+        // Reset again: nothing listed, no new generation.
+        assert_eq!(after_reset(&root, std::slice::from_ref(&host), "S").unwrap(), None);
+        assert_eq!(load(&root).unwrap().unwrap().generation, 2);
+        // The whole cluster: the record is kept aside, and the next apply starts at 1.
+        assert!(after_reset(&root, &[], "S").unwrap().unwrap().contains("moved"));
+        assert!(root.join(format!("{APPLIED_FILE}.reset-S")).exists());
+        assert_eq!(load(&root).unwrap(), None);
+        assert_eq!(after_run(&root, outcome(&c, &t, true)).unwrap().unwrap().generation, 1);
     }
 }

@@ -166,8 +166,10 @@ async fn reset(global: &Global, args: Args) -> miette::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
-    let mut notes =
-        vec![crate::applied_store::after_reset(prepared.state.root(), &args.hosts, &stamp)?];
+    let mut notes: Vec<String> =
+        crate::applied_store::after_reset(prepared.state.root(), &args.hosts, &stamp)?
+            .into_iter()
+            .collect();
     if args.forget_host_keys {
         notes.push(forget_host_keys(prepared.state.root(), &prepared.cluster, &targets)?);
     }
