@@ -2,7 +2,8 @@
 //! `kubeforge reset`. A 3-control-plane + 1-worker lab is applied `--until loadbalancer`
 //! (stacked etcd, keepalived-haproxy); `<state>/applied.json` then names every host with its
 //! managed files. `reset --hosts w1 --yes` leaves no managed unit running and no managed file
-//! on w1, touches no other host and drops w1 from the record; `reset --yes` of the whole lab
+//! on w1, touches no other host and drops w1 from the record; `reset --hosts cp3` removes cp3
+//! from etcd before stopping it (cp1 and cp2 stay healthy members); `reset --yes` of the whole lab
 //! leaves none anywhere with every etcd data dir moved aside; a second reset says
 //! "No changes."; `apply --until loadbalancer` afterwards rebuilds a healthy 3-member etcd with
 //! haproxy and keepalived. Needs root and the lab's tools; runs only with KUBEFORGE_E2E=1.
@@ -116,7 +117,21 @@ fn reset_of_a_worker_then_of_the_whole_lab_leaves_nothing_and_apply_rebuilds() {
     let again = lab.ok(&["reset", "-f", &spec, "--hosts", "w1", "--yes"]);
     assert!(String::from_utf8_lossy(&again.stdout).ends_with("No changes.\n"), "{}", text(&again));
 
-    // 3. Reset the whole lab.
+    // 3. Reset one etcd member while the others stay: removed from etcd first, then stopped.
+    let out = lab.ok(&["reset", "-f", &spec, "--hosts", "cp3", "--yes"]);
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    let removed = shown.find("member remove cp3").unwrap_or_else(|| panic!("{shown}"));
+    let stopped = shown.find("systemctl stop etcd.service").unwrap_or_else(|| panic!("{shown}"));
+    assert!(removed < stopped, "removal is planned before the stop: {shown}");
+    rt.block_on(assert_etcd_members(&lab.spec_text(), &["cp1", "cp2"], &tls));
+    let cp3 = by_name("cp3");
+    assert_eq!(running_units(cp3), Vec::<String>::new());
+    assert_eq!(present_files(cp3, &files["cp3"]), Vec::<String>::new());
+    assert_eq!(cp3.ssh_ok("ls -d /var/lib/etcd.reset-*/member").lines().count(), 1);
+    let again = lab.ok(&["reset", "-f", &spec, "--hosts", "cp3", "--yes"]);
+    assert!(String::from_utf8_lossy(&again.stdout).ends_with("No changes.\n"), "{}", text(&again));
+
+    // 4. Reset the whole lab.
     let out = lab.ok(&["reset", "-f", &spec, "--yes"]);
     for m in &all {
         assert_eq!(running_units(m), Vec::<String>::new(), "{}: {}", m.host, text(&out));
@@ -133,7 +148,7 @@ fn reset_of_a_worker_then_of_the_whole_lab_leaves_nothing_and_apply_rebuilds() {
     let again = lab.ok(&["reset", "-f", &spec, "--yes"]);
     assert!(String::from_utf8_lossy(&again.stdout).ends_with("No changes.\n"), "{}", text(&again));
 
-    // 4. apply rebuilds the cluster on the same machines (host keys and PKI were kept).
+    // 5. apply rebuilds the cluster on the same machines (host keys and PKI were kept).
     lab.ok(&apply);
     rt.block_on(assert_etcd_members(&lab.spec_text(), &["cp1", "cp2", "cp3"], &tls));
     for cp in ["cp1", "cp2", "cp3"] {
