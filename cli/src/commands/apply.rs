@@ -71,23 +71,7 @@ async fn apply(global: &Global, args: Args) -> miette::Result<ExitCode> {
     let options = ExecOptions { concurrency: args.concurrency, ..ExecOptions::default() };
     let cancel = options.cancel.clone();
     let rerun = plan.operation.rerun();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "\nCtrl-C: stopping at the next step boundary (waits end at once); steps not \
-                 started are left undone and listed at the end. Ctrl-C again to exit now."
-            );
-            cancel.cancel();
-        }
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "\nCtrl-C again: exiting now. The step running on each host may be half done and \
-                 every later step is left undone; run `{rerun}` again to finish: it resumes from \
-                 what the hosts show."
-            );
-            std::process::exit(130);
-        }
-    });
+    crate::exec::interrupt::install(cancel, rerun.to_string());
     let sink: Box<dyn EventSink> = match global.output {
         OutputFormat::Json => Box::new(JsonLines),
         OutputFormat::Human => {

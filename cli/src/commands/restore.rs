@@ -237,18 +237,7 @@ async fn restore(global: &Global, args: Args) -> miette::Result<ExitCode> {
     let options = ExecOptions { concurrency: args.concurrency, ..ExecOptions::default() };
     let cancel = options.cancel.clone();
     let rerun = plan.operation.rerun();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "\nCtrl-C: stopping at the next step boundary. If etcd was already stopped, run \
-                 `{rerun}` again to finish: the old data stays aside. Ctrl-C again to exit now."
-            );
-            cancel.cancel();
-        }
-        if tokio::signal::ctrl_c().await.is_ok() {
-            std::process::exit(130);
-        }
-    });
+    crate::exec::interrupt::install(cancel, rerun.to_string());
     let sink: Box<dyn EventSink> = match global.output {
         OutputFormat::Json => Box::new(JsonLines),
         OutputFormat::Human => {

@@ -10,6 +10,7 @@
 pub mod audit;
 mod etcd_ops;
 pub mod events;
+pub mod interrupt;
 pub mod lock;
 pub mod progress;
 pub mod report;
