@@ -125,19 +125,7 @@ async fn reset(global: &Global, args: Args) -> miette::Result<ExitCode> {
         .into_diagnostic()?;
         let options = ExecOptions { concurrency: args.concurrency, ..ExecOptions::default() };
         let cancel = options.cancel.clone();
-        let rerun = plan.operation.rerun();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "\nCtrl-C: stopping at the next step boundary; run `{rerun}` again to \
-                     finish. Ctrl-C again to exit now."
-                );
-                cancel.cancel();
-            }
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        });
+        crate::exec::interrupt::install(cancel, plan.operation.rerun());
         let sink: Box<dyn EventSink> = match global.output {
             OutputFormat::Json => Box::new(JsonLines),
             OutputFormat::Human => {
