@@ -50,6 +50,8 @@ enum Command {
     Backup(commands::backup::Command),
     /// Replace etcd's data on every member with a verified backup (disruptive: plans first).
     Restore(commands::restore::Args),
+    /// Return hosts (or the whole cluster) to the state before kubeforge (plans first).
+    Reset(commands::reset::Args),
 }
 
 /// Runs the command line; the binary's `main` is just this.
@@ -69,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => commands::apply::run(&global, args),
         Command::Backup(cmd) => commands::backup::run(&global, cmd),
         Command::Restore(args) => commands::restore::run(&global, args),
+        Command::Reset(args) => commands::reset::run(&global, args),
     };
     match result {
         Ok(code) => code,

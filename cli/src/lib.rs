@@ -2,6 +2,7 @@
 //! executor. It is the only crate that touches files, the network, processes or the terminal;
 //! every decision about the cluster comes from `kubeforge-playbooks` as data.
 
+pub mod applied_store;
 pub mod artifacts;
 pub mod backup;
 pub mod cli;

@@ -3,6 +3,7 @@
 //! and its phases. It is pure: no tokio, no russh, no terminal, no file system; the `cli` crate
 //! feeds it bytes and facts and executes what it returns.
 
+pub mod applied;
 pub mod artifacts;
 pub mod diff;
 pub mod etcd_membership;

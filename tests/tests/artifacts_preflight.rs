@@ -124,6 +124,7 @@ fn artifact_problems(until: Phase, skip: &[Phase]) -> String {
         artifacts: &artifacts,
         selection: &selection,
         observed: &Observed::default(),
+        applied: None,
     };
     let plan = plan::plan(&plan::Operation::Apply, input).unwrap();
     let mut text = String::new();

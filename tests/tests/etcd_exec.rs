@@ -55,6 +55,7 @@ fn plan(hosts: BTreeMap<String, Vec<Step>>, sequence: Vec<SequencedStep>) -> Pla
         operation: Operation::Apply,
         phases: vec![PhasePlan { phase: Phase::Etcd, hosts, sequence, batch: None }],
         blocked: BTreeMap::new(),
+        departed: Vec::new(),
     }
 }
 

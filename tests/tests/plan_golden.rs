@@ -121,6 +121,7 @@ fn plan_of_fresh_lab_machines_matches_golden() {
         artifacts: &artifacts,
         selection: &selection,
         observed: &Observed::default(),
+        applied: None,
     };
     let plan = plan::plan(&plan::Operation::Apply, input).unwrap();
     let text = plan::render_text(&plan);
@@ -142,6 +143,7 @@ fn plan_of_fresh_lab_machines_matches_golden() {
         artifacts: &artifacts,
         selection: &selection,
         observed: &Observed::default(),
+        applied: None,
     };
     let plan = plan::plan(&plan::Operation::Apply, input).unwrap();
     check("one-unreachable.txt", &plan::render_text(&plan));

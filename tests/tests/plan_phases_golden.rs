@@ -154,6 +154,7 @@ fn golden(example_name: &str) {
         artifacts: &artifacts,
         selection: &selection,
         observed: &Observed::default(),
+        applied: None,
     };
     let plan = plan::plan(&plan::Operation::Apply, input).unwrap();
     assert!(plan.blocked.is_empty(), "{:?}", plan.blocked);
@@ -217,6 +218,7 @@ fn a_plan_for_fifty_workers_fits_a_terminal_and_shows_each_diff_once() {
         artifacts: &artifacts,
         selection: &selection,
         observed: &Observed::default(),
+        applied: None,
     };
     let plan = plan::plan(&plan::Operation::Apply, input).unwrap();
     assert!(plan.blocked.is_empty(), "{:?}", plan.blocked);

@@ -32,6 +32,20 @@ async fn apply(global: &Global, args: Args) -> miette::Result<ExitCode> {
     print_pending(global.output, &prepared.pending);
     print_plan(global.output, plan)?;
     if plan.has_no_steps() && plan.blocked.is_empty() && prepared.pending.is_empty() {
+        // The hosts match the spec: a cluster applied before applied.json existed (or whose
+        // record was moved aside) gets its first record now.
+        if crate::applied_store::load(prepared.state.root())?.is_none() {
+            crate::applied_store::after_run(
+                prepared.state.root(),
+                crate::applied_store::RunOutcome {
+                    succeeded: true,
+                    cluster: &prepared.cluster,
+                    tree: &prepared.tree,
+                    operation: plan.operation.name(),
+                    phases: plan.phases.iter().map(|p| p.phase.name().to_string()).collect(),
+                },
+            )?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if !plan.has_no_steps() && !global.yes && !confirm(plan.hosts_with_steps().len())? {
@@ -65,7 +79,25 @@ async fn apply(global: &Global, args: Args) -> miette::Result<ExitCode> {
         }
     };
     let report = execute(plan, &prepared.transports, &options, sink.as_ref(), &audit).await;
+    // What the hosts now hold, recorded only when every step succeeded (see applied_store).
+    let recorded = crate::applied_store::after_run(
+        prepared.state.root(),
+        crate::applied_store::RunOutcome {
+            succeeded: report.succeeded(),
+            cluster: &prepared.cluster,
+            tree: &prepared.tree,
+            operation: plan.operation.name(),
+            phases: plan.phases.iter().map(|p| p.phase.name().to_string()).collect(),
+        },
+    );
     drop(lock);
+    let recorded = match recorded {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("warning: the run finished but its record was not written: {e:?}");
+            None
+        }
+    };
     match global.output {
         OutputFormat::Json => {
             let line = serde_json::json!({ "event": "report", "report": report });
@@ -73,6 +105,13 @@ async fn apply(global: &Global, args: Args) -> miette::Result<ExitCode> {
         }
         OutputFormat::Human => {
             print!("{}", report.render_text());
+            if let Some(applied) = &recorded {
+                println!(
+                    "Recorded applied generation {} in {}.",
+                    applied.generation,
+                    prepared.state.root().join(crate::applied_store::APPLIED_FILE).display()
+                );
+            }
             if let Some(path) = audit.path() {
                 println!("Audit log: {}", path.display());
             }

@@ -10,6 +10,7 @@ pub mod init;
 pub mod lab;
 pub mod plan;
 pub mod render;
+pub mod reset;
 pub mod restore;
 pub mod rotate;
 pub mod schema;

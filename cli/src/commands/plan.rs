@@ -55,6 +55,9 @@ pub struct Prepared {
     /// etcd as observed while planning (members and their health), for operations that check
     /// it before they start (`certs rotate-ca`).
     pub observed: plan::Observed,
+    /// The files the plan was made from, per host: what a successful run records in
+    /// `<state>/applied.json` (`crate::applied_store`).
+    pub tree: kubeforge_playbooks::render::RenderTree,
 }
 
 /// State-dir changes a plan depends on: certificates issued or reissued for the spec, and
@@ -174,6 +177,7 @@ pub async fn prepare_for(
             ..plan::Observed::default()
         }
     };
+    let applied = crate::applied_store::load(state.root())?;
     let input = PlanInput {
         cluster: &cluster,
         tree: &tree,
@@ -181,9 +185,10 @@ pub async fn prepare_for(
         artifacts: &artifacts,
         selection: &selection,
         observed: &observed,
+        applied: applied.as_ref(),
     };
     let plan = plan::plan(&operation, input).map_err(|e| miette!("{e}"))?;
-    Ok(Prepared { cluster, state, plan, transports: gathered.transports, pending, observed })
+    Ok(Prepared { cluster, state, plan, transports: gathered.transports, pending, observed, tree })
 }
 
 /// The error for refused host keys: it names every host and why, and comes before anything

@@ -330,6 +330,7 @@ async fn plan_lab(lab: &Lab) -> (Plan, BTreeMap<String, Arc<dyn crate::transport
         artifacts: &artifacts,
         selection: &selection,
         observed: &Observed::default(),
+        applied: None,
     };
     (plan::plan(&plan::Operation::Apply, input).unwrap(), gathered.transports)
 }
@@ -496,6 +497,7 @@ fn restart_plan(rolling: bool) -> Plan {
             },
         ],
         blocked: BTreeMap::new(),
+        departed: Vec::new(),
     }
 }
 

@@ -164,6 +164,7 @@ mod tests {
             artifacts: &artifacts,
             selection: &selection,
             observed: &observed,
+            applied: None,
         };
         host_steps(input, cluster.host(host).unwrap(), facts)
     }

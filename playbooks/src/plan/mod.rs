@@ -16,6 +16,7 @@ mod os;
 mod phase;
 mod pki;
 mod preflight;
+mod reset;
 mod restart;
 mod restore;
 mod runtime;
@@ -33,6 +34,7 @@ pub use etcd::EtcdPlanError;
 pub use observed::{EtcdObserved, Observed};
 pub use operation::{Operation, RestoreSnapshot};
 pub use phase::{Phase, PhaseSelection, UnknownPhase};
+pub use reset::reset_data_dir;
 pub use restore::{
     MANIFESTS_ASIDE_DIR, cluster_token, old_data_dir, restore_tool, restored_dir, staged_snapshot,
 };
@@ -72,6 +74,9 @@ pub struct PlanInput<'a> {
     pub selection: &'a PhaseSelection,
     /// Cluster-wide observations (etcd's member list) made by `cli` before planning.
     pub observed: &'a Observed,
+    /// What the last successful run applied (`<state>/applied.json`); `None` before the first
+    /// one, or where it does not matter (tests).
+    pub applied: Option<&'a crate::applied::Applied>,
 }
 
 /// Why no plan could be made at all (host-level problems block hosts instead).
@@ -81,6 +86,13 @@ pub enum PlanError {
     UnknownHostInTree { host: String },
     #[error(transparent)]
     Etcd(#[from] EtcdPlanError),
+    #[error("`{host}` is not a host in the spec; reset only hosts the spec names")]
+    UnknownResetHost { host: String },
+    #[error(
+        "a reset only removes etcd members, but the member list asks for \"{step}\" first; run \
+         `kubeforge apply` until etcd matches the spec, then reset again"
+    )]
+    ResetMembership { step: String },
 }
 
 /// Units kubeforge manages or whose state preflight judges.
@@ -122,8 +134,10 @@ pub fn probe_request_for(
     host: &str,
 ) -> ProbeRequest {
     let mut request = probe_request(cluster, tree, host);
-    if let Operation::Restore { .. } = operation {
-        restore::extend_request(cluster, host, &mut request);
+    match operation {
+        Operation::Restore { .. } => restore::extend_request(cluster, host, &mut request),
+        Operation::Reset { .. } => reset::extend_request(&mut request),
+        Operation::Apply => {}
     }
     request
 }
@@ -133,6 +147,7 @@ pub fn plan(operation: &Operation, input: PlanInput<'_>) -> Result<Plan, PlanErr
     match operation {
         Operation::Apply => plan_apply(input),
         Operation::Restore { snapshot } => Ok(restore::plan(input, snapshot)),
+        Operation::Reset { hosts, stamp, .. } => reset::plan(input, hosts, stamp, operation),
     }
 }
 
@@ -203,7 +218,14 @@ fn plan_apply(input: PlanInput<'_>) -> Result<Plan, PlanError> {
         let batch = rolls_over_control_planes(cluster, phase).then_some(1);
         phases.push(PhasePlan { phase, hosts, sequence, batch });
     }
-    Ok(Plan { cluster: cluster.name.clone(), operation: Operation::Apply, phases, blocked })
+    let departed = input.applied.map(|a| a.departed(cluster)).unwrap_or_default();
+    Ok(Plan {
+        cluster: cluster.name.clone(),
+        operation: Operation::Apply,
+        phases,
+        blocked,
+        departed,
+    })
 }
 
 /// Whether a phase changes control planes one at a time (ARCHITECTURE rule 4): the static pods

@@ -17,6 +17,16 @@ pub enum Operation {
     /// Replace etcd's data on every member with a verified snapshot (a new cluster with the
     /// spec's members and a new token), with the kube-apiservers stopped meanwhile.
     Restore { snapshot: RestoreSnapshot },
+    /// Return hosts to the state before kubeforge (`super::reset`): the named ones, or every
+    /// spec host when `hosts` is empty.
+    #[serde(rename_all = "camelCase")]
+    Reset {
+        hosts: Vec<String>,
+        /// The spec file the operator passed (`-f`), for the command that resumes the run.
+        spec_file: String,
+        /// `YYYYMMDDTHHMMSSZ` of this reset: it names the directories data is kept in.
+        stamp: String,
+    },
 }
 
 /// The snapshot a restore puts on every member, as the CLI verified it before planning.
@@ -45,6 +55,7 @@ impl Operation {
         match self {
             Operation::Apply => "apply",
             Operation::Restore { .. } => "restore",
+            Operation::Reset { .. } => "reset",
         }
     }
 
@@ -54,6 +65,7 @@ impl Operation {
         match self {
             Operation::Apply => &Phase::ALL,
             Operation::Restore { .. } => &[Phase::Preflight, Phase::Etcd],
+            Operation::Reset { .. } => &[Phase::Etcd, Phase::Os],
         }
     }
 
@@ -66,6 +78,12 @@ impl Operation {
             Operation::Restore { snapshot } => {
                 format!("kubeforge restore -f {} --from {}", snapshot.spec_file, snapshot.from)
             }
+            Operation::Reset { hosts, spec_file, .. } if hosts.is_empty() => {
+                format!("kubeforge reset -f {spec_file}")
+            }
+            Operation::Reset { hosts, spec_file, .. } => {
+                format!("kubeforge reset -f {spec_file} --hosts {}", hosts.join(","))
+            }
         }
     }
 
@@ -76,6 +94,9 @@ impl Operation {
         match self {
             Operation::Apply => true,
             Operation::Restore { .. } => false,
+            // Removing reset members from etcd needs the member list; a whole-cluster reset
+            // must work when no member answers.
+            Operation::Reset { hosts, .. } => !hosts.is_empty(),
         }
     }
 }

@@ -337,6 +337,7 @@ mod tests {
             artifacts: inventory,
             selection: &selection,
             observed: &Observed::default(),
+            applied: None,
         };
         let reachable = facts
             .iter()

@@ -221,7 +221,13 @@ pub(crate) fn plan(input: PlanInput<'_>, snapshot: &RestoreSnapshot) -> Plan {
         batch: None,
     };
     if members.is_empty() || !blocked.is_empty() {
-        return Plan { cluster: cluster.name.clone(), operation, phases: vec![preflight], blocked };
+        return Plan {
+            cluster: cluster.name.clone(),
+            operation,
+            phases: vec![preflight],
+            blocked,
+            departed: Vec::new(),
+        };
     }
 
     let stamp = &snapshot.stamp;
@@ -451,7 +457,13 @@ pub(crate) fn plan(input: PlanInput<'_>, snapshot: &RestoreSnapshot) -> Plan {
     }
 
     let etcd = PhasePlan { phase: Phase::Etcd, hosts, sequence: seq, batch: None };
-    Plan { cluster: cluster.name.clone(), operation, phases: vec![preflight, etcd], blocked }
+    Plan {
+        cluster: cluster.name.clone(),
+        operation,
+        phases: vec![preflight, etcd],
+        blocked,
+        departed: Vec::new(),
+    }
 }
 
 fn readyz_gate(what: &str, server: &str, attempts: u32, interval_ms: u64) -> Step {

@@ -11,7 +11,7 @@ use crate::facts::HostFacts;
 use crate::model::Host;
 
 pub(crate) const UNIT: &str = crate::node::unit::CONTAINERD;
-const UNIT_FILE: &str = "/etc/systemd/system/containerd.service";
+pub(crate) const UNIT_FILE: &str = "/etc/systemd/system/containerd.service";
 
 /// The inventory keys this phase pushes (the runtime's entries in
 /// [`crate::artifacts::needs`]): containerd with its shim and `ctr`, and runc. Each goes to
@@ -21,7 +21,7 @@ pub const ARTIFACT_BINARIES: [&str; 4] = ["containerd", "containerd-shim-runc-v2
 
 /// containerd's upstream unit, installed only with binaries pushed from the artifact source (a
 /// packaged containerd brings its own).
-const UPSTREAM_UNIT: &str = "[Unit]
+pub(crate) const UPSTREAM_UNIT: &str = "[Unit]
 Description=containerd container runtime
 Documentation=https://containerd.io
 After=network.target local-fs.target

@@ -188,6 +188,7 @@ fn run_plan(
             artifacts: &artifacts,
             selection: sel,
             observed: &Observed::default(),
+            applied: None,
         },
     )
     .unwrap()
@@ -376,6 +377,7 @@ fn missing_runtime_binaries_come_from_artifacts_or_block() {
         artifacts: &artifacts,
         selection: &sel,
         observed: &Observed::default(),
+        applied: None,
     };
     let planned = plan(&Operation::Apply, input).unwrap();
     assert!(planned.blocked.is_empty());
@@ -413,6 +415,7 @@ fn missing_runtime_binaries_come_from_artifacts_or_block() {
             artifacts: &artifacts,
             selection: &sel,
             observed: &Observed::default(),
+            applied: None,
         },
     )
     .unwrap();

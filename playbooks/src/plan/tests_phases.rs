@@ -105,6 +105,7 @@ pub(crate) fn plan_phases(
         artifacts,
         selection: &selection,
         observed: &Observed::default(),
+        applied: None,
     };
     plan(&Operation::Apply, input).unwrap()
 }

@@ -132,6 +132,7 @@ fn plan_restore(c: &Cluster, t: &RenderTree, facts: &BTreeMap<String, HostProbe>
         artifacts: &artifacts,
         selection: &selection,
         observed: &observed,
+        applied: None,
     };
     plan(&Operation::Restore { snapshot: snapshot() }, input).unwrap()
 }

@@ -16,6 +16,40 @@ use std::fmt::Write;
 use super::types::{DiffText, FileReason, Plan, Step};
 
 /// Renders a plan for people.
+/// Hosts that left the spec since the last apply, with what kubeforge left running there.
+fn departed_lines(out: &mut String, plan: &Plan) {
+    if plan.departed.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nHosts no longer in the spec (kubeforge does not clean them up yet; nothing is done on \
+         them):"
+    );
+    for d in &plan.departed {
+        let runs = if d.services.is_empty() {
+            "no kubeforge service".to_string()
+        } else {
+            d.services.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "  {} ({}, {}; applied in generation {}): still runs {runs}, with {} managed file(s)",
+            d.name,
+            d.address,
+            d.roles.join(","),
+            d.generation,
+            d.managed_files
+        );
+    }
+    let _ = writeln!(
+        out,
+        "      what to do: to clean a host, run `kubeforge reset --hosts NAME` while it is still \
+         in the spec, then remove it; an etcd member that left the spec is removed from etcd by \
+         apply, but its machine is not cleaned"
+    );
+}
+
 pub fn render_text(plan: &Plan) -> String {
     let mut out = String::new();
     let names: Vec<&str> = plan.phases.iter().map(|p| p.phase.name()).collect();
@@ -54,6 +88,7 @@ pub fn render_text(plan: &Plan) -> String {
             }
         }
     }
+    departed_lines(&mut out, plan);
     out.push('\n');
     if plan.is_converged() {
         out.push_str("No changes.\n");
@@ -370,6 +405,7 @@ mod tests {
             operation: crate::plan::Operation::Apply,
             phases: vec![PhasePlan { phase: Phase::Workers, hosts, sequence: vec![], batch: None }],
             blocked: BTreeMap::new(),
+            departed: Vec::new(),
         };
         let text = render_text(&plan);
         let expected = "Plan for cluster c (phases: workers)

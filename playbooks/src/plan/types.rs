@@ -19,6 +19,11 @@ pub struct Plan {
     pub phases: Vec<PhasePlan>,
     /// Hosts excluded from every phase: unreachable, or failing a preflight check.
     pub blocked: BTreeMap<String, Vec<Problem>>,
+    /// Hosts the last applied generation (`<state>/applied.json`) had that the spec no longer
+    /// has, with what still runs there: kubeforge does not clean them up yet, so the plan says
+    /// so. Omitted from JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub departed: Vec<crate::applied::DepartedHost>,
 }
 
 impl Plan {

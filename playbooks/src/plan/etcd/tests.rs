@@ -88,8 +88,15 @@ fn plan_etcd(
 ) -> Result<PhasePlan, PlanError> {
     let artifacts = artifacts();
     let selection = etcd_only();
-    let input =
-        PlanInput { cluster, tree, facts, artifacts: &artifacts, selection: &selection, observed };
+    let input = PlanInput {
+        cluster,
+        tree,
+        facts,
+        artifacts: &artifacts,
+        selection: &selection,
+        observed,
+        applied: None,
+    };
     let plan = plan(&Operation::Apply, input)?;
     Ok(plan.phases.into_iter().find(|p| p.phase == Phase::Etcd).unwrap())
 }
@@ -498,6 +505,7 @@ fn missing_pki_files_and_binaries_are_named() {
         artifacts: &none,
         selection: &selection,
         observed: &Observed::default(),
+        applied: None,
     };
     let err = plan(&Operation::Apply, input).unwrap_err();
     assert!(
@@ -583,6 +591,7 @@ fn the_plan_text_shows_the_sequence_and_json_keeps_its_shape() {
         artifacts: &artifacts,
         selection: &selection,
         observed: &observed,
+        applied: None,
     };
     let plan = plan(&Operation::Apply, input).unwrap();
     let text = render_text(&plan);
@@ -621,6 +630,7 @@ fn reissued_etcd_certificates_restart_members_one_at_a_time_when_pki_runs_too() 
         artifacts: &artifacts,
         selection: &selection,
         observed: &observed,
+        applied: None,
     };
     let plan = plan(&Operation::Apply, input).unwrap();
     let etcd = plan.phases.iter().find(|p| p.phase == Phase::Etcd).unwrap();
