@@ -50,6 +50,10 @@ enum Command {
     Backup(commands::backup::Command),
     /// Replace etcd's data on every member with a verified backup (disruptive: plans first).
     Restore(commands::restore::Args),
+    /// Move the cluster to the spec's versions: skew rules, a verified snapshot first, one
+    /// etcd member and control plane at a time, kubelets in batches.
+    #[command(subcommand)]
+    Upgrade(commands::upgrade::Command),
 }
 
 /// Runs the command line; the binary's `main` is just this.
@@ -69,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => commands::apply::run(&global, args),
         Command::Backup(cmd) => commands::backup::run(&global, cmd),
         Command::Restore(args) => commands::restore::run(&global, args),
+        Command::Upgrade(cmd) => commands::upgrade::run(&global, cmd),
     };
     match result {
         Ok(code) => code,

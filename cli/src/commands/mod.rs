@@ -12,4 +12,5 @@ pub mod plan;
 pub mod render;
 pub mod restore;
 pub mod schema;
+pub mod upgrade;
 pub mod validate;

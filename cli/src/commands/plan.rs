@@ -52,6 +52,8 @@ pub struct Prepared {
     /// What the plan's files were rendered from and `apply` saves to the state dir before it
     /// changes any host; `plan` only shows it.
     pub pending: PendingState,
+    /// The versions the hosts run against the spec's, and the skew rules' verdict.
+    pub versions: Option<plan::upgrade::UpgradeReport>,
 }
 
 /// State-dir changes a plan depends on: certificates issued or reissued for the spec, and
@@ -179,7 +181,8 @@ pub async fn prepare_for(
         observed: &observed,
     };
     let plan = plan::plan(&operation, input).map_err(|e| miette!("{e}"))?;
-    Ok(Prepared { cluster, state, plan, transports: gathered.transports, pending })
+    let versions = plan::upgrade::report(input);
+    Ok(Prepared { cluster, state, plan, transports: gathered.transports, pending, versions })
 }
 
 /// The error for refused host keys: it names every host and why, and comes before anything

@@ -17,6 +17,13 @@ pub enum Operation {
     /// Replace etcd's data on every member with a verified snapshot (a new cluster with the
     /// spec's members and a new token), with the kube-apiservers stopped meanwhile.
     Restore { snapshot: RestoreSnapshot },
+    /// Move the running cluster to the spec's versions (`super::upgrade`): etcd members one
+    /// at a time, then control planes, then kubelets in batches of `max_unavailable`.
+    Upgrade {
+        /// The spec file the operator passed (`-f`), for the command that resumes the run.
+        spec_file: String,
+        max_unavailable: usize,
+    },
 }
 
 /// The snapshot a restore puts on every member, as the CLI verified it before planning.
@@ -45,6 +52,7 @@ impl Operation {
         match self {
             Operation::Apply => "apply",
             Operation::Restore { .. } => "restore",
+            Operation::Upgrade { .. } => "upgrade",
         }
     }
 
@@ -54,6 +62,7 @@ impl Operation {
         match self {
             Operation::Apply => &Phase::ALL,
             Operation::Restore { .. } => &[Phase::Preflight, Phase::Etcd],
+            Operation::Upgrade { .. } => &super::upgrade::PHASES,
         }
     }
 
@@ -66,6 +75,10 @@ impl Operation {
             Operation::Restore { snapshot } => {
                 format!("kubeforge restore -f {} --from {}", snapshot.spec_file, snapshot.from)
             }
+            // Members already on the target version are skipped: a re-run continues.
+            Operation::Upgrade { spec_file, .. } => {
+                format!("kubeforge upgrade apply -f {spec_file}")
+            }
         }
     }
 
@@ -74,7 +87,7 @@ impl Operation {
     /// plannable when no member answers at all.
     pub fn observes_etcd(&self) -> bool {
         match self {
-            Operation::Apply => true,
+            Operation::Apply | Operation::Upgrade { .. } => true,
             Operation::Restore { .. } => false,
         }
     }
