@@ -11,10 +11,12 @@
 //! `kubelet --version` where the kubelet unit is active. A component that is not there is not
 //! upgraded (a fresh host is `apply`'s).
 //!
-//! Order: `etcd` members one at a time, followers in spec order and the leader last (a member
-//! already on the target version is skipped, so a re-run resumes with the next member), each:
-//! push the binaries, the unit if it changed, restart, gate on every member's health (quorum)
-//! and on the member reporting the target version, then record what it loaded (`restart.rs`);
+//! Order: `etcd`: first, on every member still on the old version at once, the new binaries
+//! and the unit if it changed (the running members keep what they loaded); then members one at
+//! a time, followers in spec order and the leader last (a member already on the target version
+//! is skipped, so a re-run resumes with the next member), each: restart, gate on every
+//! member's health (quorum) and on the member reporting the target version, then record what
+//! it loaded (`restart.rs`);
 //! `control-plane` one host at a time: the static pod manifests rendered for the target
 //! version (the old ones kept beside the manifests dir), gated on the local `/readyz`, then on
 //! the API endpoint; `workers` (every kubelet, control planes first) in batches of
@@ -211,9 +213,26 @@ pub(crate) fn plan(input: PlanInput<'_>, operation: Operation, max_unavailable: 
 
     // etcd, one member at a time, followers first.
     let members: Vec<&Host> = cluster.etcd_members().collect();
-    let upgrading: Vec<&Host> =
-        members.iter().copied().filter(|m| changed(&m.name, Component::Etcd)).collect();
-    if !upgrading.is_empty() {
+    let etcd_loads = |host: &Host, facts: &HostFacts| {
+        let mut loads = Loads::new(ETCD_UNIT).file(input, &host.name, facts, unit::UNIT);
+        for path in PKI_FILES {
+            loads = loads.file(input, &host.name, facts, path);
+        }
+        loads.binary(input, facts, "etcd", &format!("{BIN_DIR}/etcd"))
+    };
+    // A member on the target version whose record of what it loaded is stale was interrupted
+    // between its restart and the record: it is restarted again (cheap, and never wrong).
+    let on_target_but_stale = |m: &Host| {
+        report.versions.iter().any(|v| v.host == m.name && v.etcd == Some(target.etcd))
+            && facts_of.get(m.name.as_str()).is_some_and(|f| etcd_loads(m, f).stale(f).is_some())
+    };
+    let upgrading: Vec<&Host> = members
+        .iter()
+        .copied()
+        .filter(|m| changed(&m.name, Component::Etcd) || on_target_but_stale(m))
+        .collect();
+    let any_change = members.iter().any(|m| changed(&m.name, Component::Etcd));
+    if any_change || !upgrading.is_empty() {
         let observed = input.observed.etcd.as_ref();
         let unhealthy: Vec<String> = match observed {
             Some(o) => o
@@ -250,16 +269,20 @@ pub(crate) fn plan(input: PlanInput<'_>, operation: Operation, max_unavailable: 
         let names: Vec<String> = members.iter().map(|h| h.name.clone()).collect();
         let tls = EtcdClientFiles::for_member(&input.observed.local_pki_dir, &members[0].name);
         let mut seq = Vec::new();
+        let mut hosts: BTreeMap<String, Vec<Step>> = BTreeMap::new();
         for host in order {
             let facts = facts_of[host.name.as_str()];
-            let mut push = |step: Step| seq.push(SequencedStep { host: host.name.clone(), step });
+            // The new files go onto every upgrading member at once, before any restart: the
+            // running etcd keeps the binary it loaded, and the pushes (tens of MB each) do not
+            // lengthen the one-member-at-a-time part.
+            let staged = hosts.entry(host.name.clone()).or_default();
             for bin in BINARIES {
                 let dest = format!("{BIN_DIR}/{bin}");
                 let on_host = facts.files.get(&dest).and_then(|f| f.sha256());
                 if let Some(a) = input.artifacts.get(bin)
                     && on_host != Some(a.sha256.as_str())
                 {
-                    push(Step::PushArtifact(PushArtifact {
+                    staged.push(Step::PushArtifact(PushArtifact {
                         name: format!("{bin} {}", cluster.etcd.version),
                         local_path: a.path.clone(),
                         sha256: a.sha256.clone(),
@@ -277,14 +300,18 @@ pub(crate) fn plan(input: PlanInput<'_>, operation: Operation, max_unavailable: 
                     secret: false,
                 };
                 if let Some(put) = put_file(&host.name, facts, wanted) {
-                    push(Step::PutFile(put));
-                    push(Step::Unit(UnitStep {
+                    staged.push(Step::PutFile(put));
+                    staged.push(Step::Unit(UnitStep {
                         unit: String::new(),
                         action: UnitAction::DaemonReload,
                         why: format!("etcd's unit for {} changed", cluster.etcd.version),
                     }));
                 }
             }
+            if staged.is_empty() {
+                hosts.remove(&host.name);
+            }
+            let mut push = |step: Step| seq.push(SequencedStep { host: host.name.clone(), step });
             let from = report
                 .changes
                 .iter()
@@ -325,21 +352,11 @@ pub(crate) fn plan(input: PlanInput<'_>, operation: Operation, max_unavailable: 
                 },
                 "the restarted member runs the new release",
             ));
-            let mut loads = Loads::new(ETCD_UNIT).file(input, &host.name, facts, unit::UNIT);
-            for path in PKI_FILES {
-                loads = loads.file(input, &host.name, facts, path);
-            }
-            let loads = loads.binary(input, facts, "etcd", &format!("{BIN_DIR}/etcd"));
-            if let Some(record) = loads.record_step(&host.name, facts) {
+            if let Some(record) = etcd_loads(host, facts).record_step(&host.name, facts) {
                 push(record);
             }
         }
-        plan.phases.push(PhasePlan {
-            phase: Phase::Etcd,
-            hosts: BTreeMap::new(),
-            sequence: seq,
-            batch: None,
-        });
+        plan.phases.push(PhasePlan { phase: Phase::Etcd, hosts, sequence: seq, batch: None });
     }
 
     // Control planes, one at a time.

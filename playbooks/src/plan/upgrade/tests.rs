@@ -109,6 +109,52 @@ fn plan_upgrade(
     plan(&op, input).expect("an upgrade always plans")
 }
 
+/// `host` as a finished upgrade leaves it: the target binaries, the rendered unit and
+/// certificates, and the record of what etcd loaded.
+fn upgraded(cluster: &crate::model::Cluster, facts: &mut BTreeMap<String, HostProbe>, host: &str) {
+    let tree = render(cluster);
+    let arts = artifacts();
+    {
+        let Some(Ok(f)) = facts.get_mut(host) else { panic!("{host}") };
+        for bin in ["etcd", "etcdctl", "etcdutl"] {
+            let mut file = present_file(bin.as_bytes(), 0o755);
+            if let crate::facts::FileState::Present { sha256, .. } = &mut file {
+                *sha256 = arts[bin].sha256.clone();
+            }
+            f.files.insert(format!("/usr/local/bin/{bin}"), file);
+        }
+        let mut paths = vec!["/etc/systemd/system/etcd.service"];
+        paths.extend(super::super::etcd::PKI_FILES);
+        for path in paths {
+            let file = &tree.hosts[host][path];
+            f.files.insert(path.into(), present_file(&file.contents, file.mode));
+        }
+    }
+    let selection = PhaseSelection::new(None, &[]);
+    let observed = Observed::default();
+    let input = PlanInput {
+        cluster,
+        tree: &tree,
+        facts,
+        artifacts: &arts,
+        selection: &selection,
+        observed: &observed,
+    };
+    let Some(Ok(f)) = facts.get(host) else { panic!("{host}") };
+    let mut loads = super::super::restart::Loads::new("etcd.service").file(
+        input,
+        host,
+        f,
+        "/etc/systemd/system/etcd.service",
+    );
+    for path in super::super::etcd::PKI_FILES {
+        loads = loads.file(input, host, f, path);
+    }
+    let record = loads.binary(input, f, "etcd", "/usr/local/bin/etcd").record();
+    let Some(Ok(f)) = facts.get_mut(host) else { panic!("{host}") };
+    f.files.insert("/var/lib/kubeforge/loaded/etcd.service".into(), present_file(&record, 0o644));
+}
+
 fn old_etcd() -> Observed {
     observed(&[("cp1", "3.5.21"), ("cp2", "3.5.21"), ("cp3", "3.5.21")], "cp2")
 }
@@ -137,11 +183,20 @@ fn etcd_members_restart_one_at_a_time_followers_first_each_gated_and_recorded() 
     let target = &cluster.etcd.version;
     assert!(target.starts_with("v3.6."), "{target}");
     let t = target.trim_start_matches('v');
+    let etcd = plan.phases.iter().find(|p| p.phase == Phase::Etcd).expect("etcd phase");
+    for h in ["cp1", "cp2", "cp3"] {
+        let staged: Vec<String> = etcd.hosts[h].iter().map(Step::label).collect();
+        assert_eq!(
+            staged,
+            [
+                format!("push etcd {target} to /usr/local/bin/etcd"),
+                format!("push etcdctl {target} to /usr/local/bin/etcdctl"),
+                format!("push etcdutl {target} to /usr/local/bin/etcdutl"),
+            ]
+        );
+    }
     let member = |h: &str| {
         vec![
-            format!("{h}: push etcd {target} to /usr/local/bin/etcd"),
-            format!("{h}: push etcdctl {target} to /usr/local/bin/etcdctl"),
-            format!("{h}: push etcdutl {target} to /usr/local/bin/etcdutl"),
             format!("{h}: systemctl restart etcd.service"),
             format!("{h}: etcd: wait until cp1,cp2,cp3 are healthy (up to 120 s)"),
             format!("{h}: etcd: wait until {h} runs etcd {t} (up to 60 s)"),
@@ -153,7 +208,8 @@ fn etcd_members_restart_one_at_a_time_followers_first_each_gated_and_recorded() 
     want.extend(member("cp2")); // the leader, last
     assert_eq!(sequence(&plan, Phase::Etcd), want);
 
-    // A unit rendered differently for the new release is put first, then reloaded.
+    // A unit rendered differently for the new release is put with the binaries, then
+    // reloaded, before any restart.
     let mut old_unit = facts.clone();
     if let Some(Ok(f)) = old_unit.get_mut("cp3") {
         f.files.insert(
@@ -162,18 +218,19 @@ fn etcd_members_restart_one_at_a_time_followers_first_each_gated_and_recorded() 
         );
     }
     let plan = plan_upgrade(&cluster, &old_unit, &old_etcd(), 1);
-    let cp3: Vec<String> =
-        sequence(&plan, Phase::Etcd).into_iter().filter(|l| l.starts_with("cp3: ")).collect();
-    assert_eq!(cp3[3], "cp3: change /etc/systemd/system/etcd.service");
-    assert_eq!(cp3[4], "cp3: systemctl daemon-reload");
-    assert_eq!(cp3[5], "cp3: systemctl restart etcd.service");
+    let etcd = plan.phases.iter().find(|p| p.phase == Phase::Etcd).expect("etcd phase");
+    let cp3: Vec<String> = etcd.hosts["cp3"].iter().map(Step::label).collect();
+    assert_eq!(cp3[3], "change /etc/systemd/system/etcd.service");
+    assert_eq!(cp3[4], "systemctl daemon-reload");
+    assert_eq!(cp3.len(), 5);
     assert_eq!(plan.operation.rerun(), "kubeforge upgrade apply -f c.yaml");
 }
 
 #[test]
 fn a_member_already_on_the_target_is_skipped_so_a_rerun_continues_with_the_next() {
     let cluster = target_cluster();
-    let facts = running(&cluster, "v1.34.1");
+    let mut facts = running(&cluster, "v1.34.1");
+    upgraded(&cluster, &mut facts, "cp1");
     let t = cluster.etcd.version.trim_start_matches('v').to_string();
     let resumed = observed(&[("cp1", &t), ("cp2", "3.5.21"), ("cp3", "3.5.21")], "cp2");
     let plan = plan_upgrade(&cluster, &facts, &resumed, 1);
@@ -185,6 +242,17 @@ fn a_member_already_on_the_target_is_skipped_so_a_rerun_continues_with_the_next(
         restarts,
         ["cp3: systemctl restart etcd.service", "cp2: systemctl restart etcd.service"]
     );
+    // Interrupted between its restart and its record: it is restarted again, not trusted.
+    let mut no_record = facts.clone();
+    if let Some(Ok(f)) = no_record.get_mut("cp1") {
+        f.files.remove("/var/lib/kubeforge/loaded/etcd.service");
+    }
+    let plan = plan_upgrade(&cluster, &no_record, &resumed, 1);
+    let restarted: Vec<String> = sequence(&plan, Phase::Etcd)
+        .into_iter()
+        .filter(|l| l.ends_with("systemctl restart etcd.service"))
+        .collect();
+    assert_eq!(restarted.len(), 3, "{restarted:?}");
 }
 
 #[test]
@@ -278,6 +346,9 @@ fn skew_violations_are_refused_with_the_rule_named_and_nothing_planned() {
 fn nothing_to_do_once_every_host_runs_the_target() {
     let cluster = target_cluster();
     let mut facts = running(&cluster, "v1.34.1");
+    for h in ["cp1", "cp2", "cp3"] {
+        upgraded(&cluster, &mut facts, h);
+    }
     let t = cluster.etcd.version.trim_start_matches('v').to_string();
     let obs = observed(&[("cp1", &t), ("cp2", &t), ("cp3", &t)], "cp1");
     // Kubelet and manifests already as the render tree has them.
