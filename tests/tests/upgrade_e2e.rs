@@ -27,6 +27,18 @@ fn lab_name(tag: &str) -> String {
     format!("up{tag}{}", std::process::id() % 100000)
 }
 
+/// The running version of each member that answers now (a restarting member does not).
+async fn answering(spec: &str, tls: &EtcdTls) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for ep in etcd_endpoints(spec, &MEMBERS) {
+        let Ok(c) = EtcdClient::connect(&ep, Some(tls), T).await else { continue };
+        if let Ok(s) = c.status().await {
+            out.push((ep.name.clone(), s.version));
+        }
+    }
+    out
+}
+
 /// Each member's running version and whether it leads, as it reports itself.
 async fn statuses(spec: &str, tls: &EtcdTls) -> Vec<(String, String, bool)> {
     let mut out = Vec::new();
@@ -205,8 +217,8 @@ fn an_upgrade_killed_after_the_first_member_resumes_with_the_next() {
     loop {
         assert!(Instant::now() < deadline, "the first member was never upgraded");
         assert!(child.try_wait().unwrap().is_none(), "upgrade apply ended before the kill");
-        let v = runtime().block_on(statuses(&new, &tls));
-        let first_on_new = v.iter().any(|(h, ver, _)| h == &first.host && ver == "3.5.1");
+        let v = runtime().block_on(answering(&new, &tls));
+        let first_on_new = v.iter().any(|(h, ver)| h == &first.host && ver == "3.5.1");
         if first_on_new && first.ssh(recorded).status.success() {
             break;
         }
@@ -214,16 +226,26 @@ fn an_upgrade_killed_after_the_first_member_resumes_with_the_next() {
     }
     child.kill().expect("kill upgrade apply");
     let _ = child.wait();
+    // A member the killed run had just restarted comes back by itself (systemd started it).
+    std::thread::sleep(Duration::from_secs(3));
     let v = runtime().block_on(statuses(&new, &tls));
     let upgraded: Vec<&str> =
         v.iter().filter(|(_, ver, _)| ver == "3.5.1").map(|(h, _, _)| h.as_str()).collect();
     eprintln!("{}: killed with {upgraded:?} on 3.5.1", lab.name);
     assert!(upgraded.contains(&first.host.as_str()));
 
-    // The re-run continues: the members already upgraded are not restarted again.
+    // The re-run continues: the first member (upgraded and recorded) is not restarted again;
+    // every member still on 3.4.23 is. (A member the kill caught between its restart and its
+    // record is restarted once more: its record is not trusted.)
     let resumed = planned_restarts(&lab);
+    eprintln!("{}: the re-run restarts {resumed:?}", lab.name);
     assert!(!resumed.contains(&first.host), "{resumed:?}");
-    assert_eq!(resumed.len(), 3 - upgraded.len(), "{resumed:?}");
+    for (h, ver, _) in &v {
+        if ver != "3.5.1" {
+            assert!(resumed.contains(h), "{h} is still on {ver}: {resumed:?}");
+        }
+    }
+    assert!(resumed.len() < 3, "{resumed:?}");
     lab.ok(&["upgrade", "apply", "-f", &spec, "--yes"]);
     assert_eq!(versions(&new, &tls), ["3.5.1"; 3]);
     assert!(planned_restarts(&lab).is_empty());
