@@ -4,7 +4,9 @@
 //! `upgrade apply` with the rule named and nothing changed; `upgrade plan` orders the members
 //! followers first, leader last; `upgrade apply --yes` while a writer keeps writing leaves every
 //! member on 3.5.1 with every acknowledged write present, a verified snapshot kept, and a
-//! second `upgrade plan` (and `plan --until etcd`) with nothing to do. Needs root and the lab's
+//! second `upgrade plan` (and `plan --until etcd`) with nothing to do. The same on the external
+//! topology (etcd1..3). A run killed after the first member has recorded its restart resumes
+//! without restarting it. Needs root and the lab's
 //! tools; runs only with KUBEFORGE_E2E=1. The lab has a unique name (pid) and is always brought
 //! down.
 
@@ -20,8 +22,14 @@ use kubeforge_tests::lab::{
 };
 use serde_json::Value;
 
-const MEMBERS: [&str; 3] = ["cp1", "cp2", "cp3"];
+const STACKED: [&str; 3] = ["cp1", "cp2", "cp3"];
+const EXTERNAL: [&str; 3] = ["etcd1", "etcd2", "etcd3"];
 const CERT: &str = "nodes/cp1/etcd/healthcheck-client";
+
+/// The etcd members of a lab spec: `etcd1..3` when it has external etcd hosts.
+fn members(spec: &str) -> Vec<&'static str> {
+    if spec.contains("- name: etcd1") { EXTERNAL.to_vec() } else { STACKED.to_vec() }
+}
 
 fn lab_name(tag: &str) -> String {
     format!("up{tag}{}", std::process::id() % 100000)
@@ -30,7 +38,7 @@ fn lab_name(tag: &str) -> String {
 /// The running version of each member that answers now (a restarting member does not).
 async fn answering(spec: &str, tls: &EtcdTls) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for ep in etcd_endpoints(spec, &MEMBERS) {
+    for ep in etcd_endpoints(spec, &members(spec)) {
         let Ok(c) = EtcdClient::connect(&ep, Some(tls), T).await else { continue };
         if let Ok(s) = c.status().await {
             out.push((ep.name.clone(), s.version));
@@ -42,7 +50,7 @@ async fn answering(spec: &str, tls: &EtcdTls) -> Vec<(String, String)> {
 /// Each member's running version and whether it leads, as it reports itself.
 async fn statuses(spec: &str, tls: &EtcdTls) -> Vec<(String, String, bool)> {
     let mut out = Vec::new();
-    for ep in etcd_endpoints(spec, &MEMBERS) {
+    for ep in etcd_endpoints(spec, &members(spec)) {
         let c = EtcdClient::connect(&ep, Some(tls), T).await.expect("connect");
         let s = c.status().await.expect("status");
         out.push((ep.name.clone(), s.version, s.leader == s.member_id));
@@ -76,17 +84,28 @@ fn refused(lab: &Lab, base: &str, version: &str, rule: &str, tls: &EtcdTls) {
 
 #[test]
 fn etcd_rolls_from_3_4_to_3_5_one_member_at_a_time_under_writes() {
-    if !enabled() {
-        return;
+    if enabled() {
+        rolling_upgrade("r", &["--workers", "0"], CERT);
     }
-    let lab = Lab::up(&lab_name("r"), &["--workers", "0"]);
+}
+
+#[test]
+fn external_etcd_rolls_from_3_4_to_3_5_under_writes() {
+    if enabled() {
+        let args = ["--control-planes", "2", "--workers", "0", "--etcd", "3"];
+        rolling_upgrade("x", &args, "nodes/cp1/apiserver-etcd-client");
+    }
+}
+
+fn rolling_upgrade(tag: &str, lab_args: &[&str], cert: &str) {
+    let lab = Lab::up(&lab_name(tag), lab_args);
     let original = lab.spec_text();
     assert!(original.contains("version: v3.5.1"), "{original}");
     let old = original.replace("version: v3.5.1", "version: v3.4.23");
     std::fs::write(&lab.spec, &old).unwrap();
     let spec = lab.spec_arg().to_string();
     lab.ok(&["apply", "-f", &spec, "--until", "etcd", "--yes"]);
-    let tls = lab.etcd_tls(CERT);
+    let tls = lab.etcd_tls(cert);
     assert_eq!(versions(&old, &tls), ["3.4.23"; 3]);
 
     // A skipped minor and a downgrade are refused with the rule named.
@@ -135,7 +154,8 @@ fn etcd_rolls_from_3_4_to_3_5_one_member_at_a_time_under_writes() {
     // The upgrade, under writes.
     let rt = runtime();
     let stop = Arc::new(AtomicBool::new(false));
-    let writes = rt.spawn(etcd_writer(etcd_endpoints(&new, &MEMBERS), tls.clone(), stop.clone()));
+    let writes =
+        rt.spawn(etcd_writer(etcd_endpoints(&new, &members(&new)), tls.clone(), stop.clone()));
     std::thread::sleep(std::time::Duration::from_secs(1));
     let started = Instant::now();
     let out = lab.ok(&["upgrade", "apply", "-f", &spec, "--yes"]);
@@ -156,7 +176,7 @@ fn etcd_rolls_from_3_4_to_3_5_one_member_at_a_time_under_writes() {
         .any(|e| e.file_name().to_string_lossy().contains("pre-upgrade"));
     assert!(kept, "a pre-upgrade snapshot is kept in {}", backups.display());
     assert_eq!(versions(&new, &tls), ["3.5.1"; 3]);
-    let eps = etcd_endpoints(&new, &MEMBERS);
+    let eps = etcd_endpoints(&new, &members(&new));
     rt.block_on(assert_all_written(&eps[0], &tls, acked));
     assert!(acked > 10, "the writer kept writing: {acked}");
 
