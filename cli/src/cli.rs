@@ -52,6 +52,10 @@ enum Command {
     Restore(commands::restore::Args),
     /// Return hosts (or the whole cluster) to the state before kubeforge (plans first).
     Reset(commands::reset::Args),
+    /// Move the cluster to the spec's versions: skew rules, a verified snapshot first, one
+    /// etcd member and control plane at a time, kubelets in batches.
+    #[command(subcommand)]
+    Upgrade(commands::upgrade::Command),
 }
 
 /// Runs the command line; the binary's `main` is just this.
@@ -72,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Backup(cmd) => commands::backup::run(&global, cmd),
         Command::Restore(args) => commands::restore::run(&global, args),
         Command::Reset(args) => commands::reset::run(&global, args),
+        Command::Upgrade(cmd) => commands::upgrade::run(&global, cmd),
     };
     match result {
         Ok(code) => code,

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use kubeforge_playbooks::etcd_membership::CurrentMember;
 use kubeforge_playbooks::model::Cluster;
-use kubeforge_playbooks::plan::{EtcdClientFiles, EtcdObserved, Observed, Phase, PhaseSelection};
+use kubeforge_playbooks::plan::{
+    EtcdClientFiles, EtcdObserved, MemberReport, Observed, Phase, PhaseSelection,
+};
 use kubeforge_playbooks::render::configs::etcd as etcd_unit;
 use miette::miette;
 
@@ -91,8 +93,9 @@ async fn member_list(transport: &dyn Transport, tls: &EtcdTls) -> Result<Vec<Mem
 
 /// One member's health through its own host's tunnel: up to three probes a second apart (a
 /// member busy with an election or a just-finished membership change answers slowly), then
-/// the last error is reported on stderr so an unhealthy member is never silent.
-async fn member_healthy(transport: Arc<dyn Transport>, tls: EtcdTls) -> bool {
+/// the last error is reported on stderr so an unhealthy member is never silent. A healthy
+/// member's answer carries its running version and the leader it sees.
+async fn member_healthy(transport: Arc<dyn Transport>, tls: EtcdTls) -> Option<(String, u64)> {
     let mut last = String::new();
     for attempt in 0..3 {
         if attempt > 0 {
@@ -108,15 +111,13 @@ async fn member_healthy(transport: Arc<dyn Transport>, tls: EtcdTls) -> bool {
         let url = format!("https://127.0.0.1:{}", forward.local_addr().port());
         let endpoint = Endpoint::new(transport.host(), url);
         let health = probe(&endpoint, Some(&tls), timeouts()).await;
-        if health.is_healthy() {
-            return true;
-        }
-        if let MemberState::Unhealthy { error, .. } = health.state {
-            last = error;
+        match health.state {
+            MemberState::Healthy { version, leader, .. } => return Some((version, leader)),
+            MemberState::Unhealthy { error, .. } => last = error,
         }
     }
     eprintln!("warning: etcd member on {} is unhealthy: {last}", transport.host());
-    false
+    None
 }
 
 async fn observe_etcd(
@@ -165,15 +166,21 @@ async fn observe_etcd(
                 || (!m.name.is_empty() && h.name == m.name)
         });
         let transport = host.and_then(|h| gathered.transports.get(&h.name)).cloned();
-        if let Some(transport) = transport {
+        if let (Some(transport), Some(host)) = (transport, host) {
             let tls = tls.clone();
-            probes.spawn(async move { (i, member_healthy(transport, tls).await) });
+            let name = host.name.clone();
+            probes.spawn(async move { (i, name, member_healthy(transport, tls).await) });
         }
     }
     let mut healthy = vec![false; list.len()];
+    let mut status = std::collections::BTreeMap::new();
     while let Some(joined) = probes.join_next().await {
-        if let Ok((i, ok)) = joined {
-            healthy[i] = ok;
+        if let Ok((i, host, answer)) = joined {
+            healthy[i] = answer.is_some();
+            if let Some((version, leader)) = answer {
+                let is_leader = leader != 0 && leader == list[i].id;
+                status.insert(host, MemberReport { version, is_leader });
+            }
         }
     }
     let members = list
@@ -187,5 +194,5 @@ async fn observe_etcd(
             healthy,
         })
         .collect();
-    Ok(Some(EtcdObserved { answered_by, members }))
+    Ok(Some(EtcdObserved { answered_by, members, status }))
 }

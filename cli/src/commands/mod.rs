@@ -14,4 +14,5 @@ pub mod reset;
 pub mod restore;
 pub mod rotate;
 pub mod schema;
+pub mod upgrade;
 pub mod validate;

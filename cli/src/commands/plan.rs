@@ -58,6 +58,8 @@ pub struct Prepared {
     /// The files the plan was made from, per host: what a successful run records in
     /// `<state>/applied.json` (`crate::applied_store`).
     pub tree: kubeforge_playbooks::render::RenderTree,
+    /// The versions the hosts run against the spec's, and the skew rules' verdict.
+    pub versions: Option<plan::upgrade::UpgradeReport>,
 }
 
 /// State-dir changes a plan depends on: certificates issued or reissued for the spec, and
@@ -188,7 +190,17 @@ pub async fn prepare_for(
         applied: applied.as_ref(),
     };
     let plan = plan::plan(&operation, input).map_err(|e| miette!("{e}"))?;
-    Ok(Prepared { cluster, state, plan, transports: gathered.transports, pending, observed, tree })
+    let versions = plan::upgrade::report(input);
+    Ok(Prepared {
+        cluster,
+        state,
+        plan,
+        transports: gathered.transports,
+        pending,
+        observed,
+        tree,
+        versions,
+    })
 }
 
 /// The error for refused host keys: it names every host and why, and comes before anything

@@ -160,6 +160,44 @@ async fn run_action(ctx: &StepContext<'_>, op: &EtcdOp) -> Result<Done, HostFail
             tokio::time::sleep(ms(op.timing.retry_ms.max(200))).await;
         }
     }
+    if let EtcdAction::VersionGate { member, version, timeout_ms } = &op.action {
+        let deadline = Instant::now() + Duration::from_millis(*timeout_ms);
+        loop {
+            let last = match tunnel(ctx, op, member).await {
+                Ok((_forward, endpoint)) => {
+                    match EtcdClient::connect(&endpoint, Some(&tls), timeouts).await {
+                        Ok(client) => match client.status().await {
+                            Ok(s) if &s.version == version => {
+                                return Ok(Done::Unchanged(format!(
+                                    "{member} runs etcd {version}"
+                                )));
+                            }
+                            Ok(s) => format!("{member} still reports etcd {}", s.version),
+                            Err(e) => e.to_string(),
+                        },
+                        Err(e) => e.to_string(),
+                    }
+                }
+                Err(f) => f.stderr_tail,
+            };
+            if Instant::now() >= deadline {
+                return Err(failure(
+                    ctx,
+                    op,
+                    last,
+                    &format!(
+                        "the member did not come back on etcd {version}: check `journalctl -u \
+                         etcd` on {member} (flags a new release removed stop it). While the \
+                         cluster version is unchanged the old binary can run the same data dir \
+                         again; the snapshot taken before the upgrade is kept. Then run `{}` \
+                         again: members already on {version} are skipped",
+                        ctx.rerun
+                    ),
+                ));
+            }
+            tokio::time::sleep(ms(op.timing.retry_ms.max(200))).await;
+        }
+    }
     let (_forward, endpoint) = tunnel(ctx, op, ctx.host).await?;
     let client =
         EtcdClient::connect(&endpoint, Some(&tls), timeouts).await.map_err(etcd_failure)?;
@@ -195,9 +233,9 @@ async fn run_action(ctx: &StepContext<'_>, op: &EtcdOp) -> Result<Done, HostFail
             client.remove(*id).await.map_err(etcd_failure)?;
             Ok(Done::Changed(format!("removed {name} ({id:x})")))
         }
-        EtcdAction::HealthGate { .. } | EtcdAction::RestoredGate { .. } => {
-            Ok(Done::Unchanged(String::new()))
-        }
+        EtcdAction::HealthGate { .. }
+        | EtcdAction::RestoredGate { .. }
+        | EtcdAction::VersionGate { .. } => Ok(Done::Unchanged(String::new())),
     }
 }
 

@@ -22,6 +22,7 @@ mod restore;
 mod runtime;
 mod text;
 mod types;
+pub mod upgrade;
 mod workers;
 
 use std::collections::BTreeMap;
@@ -31,7 +32,7 @@ use crate::model::{Cluster, Host};
 use crate::render::RenderTree;
 
 pub use etcd::EtcdPlanError;
-pub use observed::{EtcdObserved, Observed};
+pub use observed::{EtcdObserved, MemberReport, Observed};
 pub use operation::{Operation, RestoreSnapshot};
 pub use phase::{Phase, PhaseSelection, UnknownPhase};
 pub use reset::reset_data_dir;
@@ -93,6 +94,13 @@ pub enum PlanError {
          `kubeforge apply` until etcd matches the spec, then reset again"
     )]
     ResetMembership { step: String },
+    #[error(
+        "the hosts run other versions than the spec: {}. apply does not change versions: run \
+         `kubeforge upgrade plan -f <spec>` (skew rules, a verified etcd snapshot first, one \
+         member at a time), or set the spec back to the running versions",
+        changes.join("; ")
+    )]
+    VersionChange { changes: Vec<String> },
 }
 
 /// Units kubeforge manages or whose state preflight judges.
@@ -137,7 +145,7 @@ pub fn probe_request_for(
     match operation {
         Operation::Restore { .. } => restore::extend_request(cluster, host, &mut request),
         Operation::Reset { .. } => reset::extend_request(&mut request),
-        Operation::Apply => {}
+        Operation::Apply | Operation::Upgrade { .. } => {}
     }
     request
 }
@@ -148,6 +156,9 @@ pub fn plan(operation: &Operation, input: PlanInput<'_>) -> Result<Plan, PlanErr
         Operation::Apply => plan_apply(input),
         Operation::Restore { snapshot } => Ok(restore::plan(input, snapshot)),
         Operation::Reset { hosts, stamp, .. } => reset::plan(input, hosts, stamp, operation),
+        Operation::Upgrade { max_unavailable, .. } => {
+            Ok(upgrade::plan(input, operation.clone(), *max_unavailable))
+        }
     }
 }
 
@@ -157,6 +168,12 @@ fn plan_apply(input: PlanInput<'_>) -> Result<Plan, PlanError> {
     let cluster = input.cluster;
     if let Some(host) = input.tree.hosts.keys().find(|h| cluster.host(h).is_none()) {
         return Err(PlanError::UnknownHostInTree { host: host.clone() });
+    }
+    if let Some(report) = upgrade::report(input)
+        && !report.changes.is_empty()
+    {
+        let changes = report.changes.iter().map(ToString::to_string).collect();
+        return Err(PlanError::VersionChange { changes });
     }
     let mut blocked: BTreeMap<String, Vec<Problem>> = BTreeMap::new();
     let mut reachable: BTreeMap<&str, &HostFacts> = BTreeMap::new();

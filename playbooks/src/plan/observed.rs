@@ -3,6 +3,8 @@
 //! the operator's machine. Plain data, filled by `cli::observe`; the planner reads it and never
 //! guesses what it lacks.
 
+use std::collections::BTreeMap;
+
 use crate::etcd_membership::CurrentMember;
 
 /// Cluster-wide observations. `Default` means nothing was observed (a phase selection that
@@ -26,4 +28,16 @@ pub struct EtcdObserved {
     /// Every member in the member list, with `healthy` measured through each member host's
     /// own tunnel (false for members kubeforge cannot reach: not in the spec, or down).
     pub members: Vec<CurrentMember>,
+    /// Spec host → what its member said of itself (`status`), for the members that answered
+    /// through their own tunnel: the running etcd version and whether it leads.
+    pub status: BTreeMap<String, MemberReport>,
+}
+
+/// One member's own `status`, as observed before planning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberReport {
+    /// The etcd version the member runs (`3.4.23`).
+    pub version: String,
+    /// The member is the leader it reports.
+    pub is_leader: bool,
 }

@@ -27,6 +27,13 @@ pub enum Operation {
         /// `YYYYMMDDTHHMMSSZ` of this reset: it names the directories data is kept in.
         stamp: String,
     },
+    /// Move the running cluster to the spec's versions (`super::upgrade`): etcd members one
+    /// at a time, then control planes, then kubelets in batches of `max_unavailable`.
+    Upgrade {
+        /// The spec file the operator passed (`-f`), for the command that resumes the run.
+        spec_file: String,
+        max_unavailable: usize,
+    },
 }
 
 /// The snapshot a restore puts on every member, as the CLI verified it before planning.
@@ -56,6 +63,7 @@ impl Operation {
             Operation::Apply => "apply",
             Operation::Restore { .. } => "restore",
             Operation::Reset { .. } => "reset",
+            Operation::Upgrade { .. } => "upgrade",
         }
     }
 
@@ -66,6 +74,7 @@ impl Operation {
             Operation::Apply => &Phase::ALL,
             Operation::Restore { .. } => &[Phase::Preflight, Phase::Etcd],
             Operation::Reset { .. } => &[Phase::Etcd, Phase::Os],
+            Operation::Upgrade { .. } => &super::upgrade::PHASES,
         }
     }
 
@@ -84,6 +93,10 @@ impl Operation {
             Operation::Reset { hosts, spec_file, .. } => {
                 format!("kubeforge reset -f {spec_file} --hosts {}", hosts.join(","))
             }
+            // Members already on the target version are skipped: a re-run continues.
+            Operation::Upgrade { spec_file, .. } => {
+                format!("kubeforge upgrade apply -f {spec_file}")
+            }
         }
     }
 
@@ -92,7 +105,7 @@ impl Operation {
     /// plannable when no member answers at all.
     pub fn observes_etcd(&self) -> bool {
         match self {
-            Operation::Apply => true,
+            Operation::Apply | Operation::Upgrade { .. } => true,
             Operation::Restore { .. } => false,
             // Removing reset members from etcd needs the member list; a whole-cluster reset
             // must work when no member answers.

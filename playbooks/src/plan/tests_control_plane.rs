@@ -288,12 +288,17 @@ fn changed_files_restart_exactly_what_reads_them() {
         ["wait: every node is Ready (cp1, cp2, cp3, worker1, worker2)"]
     );
 
-    // A new kubelet.conf from the pki phase restarts the running kubelet; a new kubelet
-    // version is pushed and restarts it too.
+    // A new kubelet.conf from the pki phase restarts the running kubelet (the installed
+    // kubelet is judged by its version, which matches).
     let mut renewed = facts.clone();
     if let Some(Ok(f)) = renewed.get_mut("worker2") {
         f.files.insert("/etc/kubernetes/kubelet.conf".into(), present_file(b"old\n", 0o600));
         f.files.remove("/usr/local/bin/kubelet");
+    }
+    // A running kubelet of another version is an upgrade: apply refuses it and names
+    // `kubeforge upgrade plan` (issue 12: one guarded path for version changes).
+    let mut older = renewed.clone();
+    if let Some(Ok(f)) = older.get_mut("worker2") {
         f.binaries.insert(
             "kubelet".into(),
             crate::facts::Binary {
@@ -302,14 +307,24 @@ fn changed_files_restart_exactly_what_reads_them() {
             },
         );
     }
+    let selection = crate::plan::PhaseSelection::new(None, &[]);
+    let input = crate::plan::PlanInput {
+        cluster: &cluster,
+        tree: &tree,
+        facts: &older,
+        artifacts: &inventory(),
+        selection: &selection,
+        observed: &crate::plan::Observed::default(),
+        applied: None,
+    };
+    let refused = crate::plan::plan(&crate::plan::Operation::Apply, input).unwrap_err();
+    let text = refused.to_string();
+    assert!(text.contains("worker2 kubelet 1.32.4 → 1.33.1"), "{text}");
+    assert!(text.contains("kubeforge upgrade plan"), "{text}");
     let plan = later_plan(&cluster, &tree, &renewed);
     assert_eq!(
         labels(&plan, Phase::Workers, "worker2"),
-        [
-            "push kubelet to /usr/local/bin/kubelet",
-            "systemctl restart kubelet.service",
-            "wait: the kubelet is active",
-        ]
+        ["systemctl restart kubelet.service", "wait: the kubelet is active",]
     );
 
     // A stopped kubelet is started, not restarted.

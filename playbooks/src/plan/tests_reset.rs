@@ -81,7 +81,11 @@ fn members(healthy: &[bool]) -> Observed {
         })
         .collect();
     Observed {
-        etcd: Some(EtcdObserved { answered_by: "cp1".into(), members: current }),
+        etcd: Some(EtcdObserved {
+            answered_by: "cp1".into(),
+            members: current,
+            status: Default::default(),
+        }),
         local_pki_dir: String::new(),
     }
 }

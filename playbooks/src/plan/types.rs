@@ -354,12 +354,20 @@ pub enum EtcdAction {
     /// since the start; retried within `timeout_ms`. A member left on old data (another
     /// cluster id) or restored from other data (another revision) fails it.
     RestoredGate { members: Vec<String>, revision: i64, timeout_ms: u64 },
+    /// During an upgrade: `member` (a host) answers `status` through its own tunnel reporting
+    /// etcd `version` (`3.5.1`), retried within `timeout_ms`.
+    VersionGate { member: String, version: String, timeout_ms: u64 },
 }
 
 impl EtcdAction {
     /// A wait that changes nothing (shown with `?` and not counted as an operation).
     pub fn is_gate(&self) -> bool {
-        matches!(self, EtcdAction::HealthGate { .. } | EtcdAction::RestoredGate { .. })
+        matches!(
+            self,
+            EtcdAction::HealthGate { .. }
+                | EtcdAction::RestoredGate { .. }
+                | EtcdAction::VersionGate { .. }
+        )
     }
 }
 
@@ -384,6 +392,9 @@ impl std::fmt::Display for EtcdAction {
                 members.join(","),
                 timeout_ms / 1000
             ),
+            EtcdAction::VersionGate { member, version, timeout_ms } => {
+                write!(f, "wait until {member} runs etcd {version} (up to {} s)", timeout_ms / 1000)
+            }
         }
     }
 }

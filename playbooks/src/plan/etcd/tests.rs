@@ -116,8 +116,11 @@ impl Sim {
     }
 
     fn observed(&self) -> Observed {
-        let etcd = (!self.members.is_empty())
-            .then(|| EtcdObserved { answered_by: "sim".into(), members: self.members.clone() });
+        let etcd = (!self.members.is_empty()).then(|| EtcdObserved {
+            answered_by: "sim".into(),
+            members: self.members.clone(),
+            status: Default::default(),
+        });
         Observed { etcd, local_pki_dir: "/state/pki".into() }
     }
 
@@ -201,6 +204,7 @@ impl Sim {
                         }
                     }
                     EtcdAction::RestoredGate { .. } => panic!("apply planned a restore's gate"),
+                    EtcdAction::VersionGate { .. } => panic!("apply planned an upgrade's gate"),
                 }
             }
         }
