@@ -3,7 +3,6 @@
 //! an audit log in the state dir, Ctrl-C stopping at the next step boundary, and a report of
 //! every failing host. Re-running after a failure resumes: the new plan holds only what is left.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 use miette::{IntoDiagnostic as _, miette};
@@ -48,7 +47,14 @@ async fn apply(global: &Global, args: Args) -> miette::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if !plan.has_no_steps() && !global.yes && !confirm(plan.hosts_with_steps().len())? {
+    if !plan.has_no_steps()
+        && !global.yes
+        && !super::confirm::ask(
+            "apply",
+            &format!("Apply these changes to {} host(s)? [y/N]", plan.hosts_with_steps().len()),
+            super::confirm::YES,
+        )?
+    {
         eprintln!("Nothing was changed.");
         return Ok(ExitCode::FAILURE);
     }
@@ -118,19 +124,4 @@ async fn apply(global: &Global, args: Args) -> miette::Result<ExitCode> {
         }
     }
     Ok(if report.succeeded() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-/// Asks on the terminal; refuses to guess when there is none.
-fn confirm(hosts: usize) -> miette::Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        return Err(miette!(
-            help = "review the plan above, then run again with --yes",
-            "apply needs confirmation and stdin is not a terminal"
-        ));
-    }
-    eprint!("Apply these changes to {hosts} host(s)? [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).into_diagnostic()?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }

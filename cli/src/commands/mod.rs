@@ -6,6 +6,7 @@ pub mod backup;
 pub mod certs;
 pub mod certs_remote;
 pub mod completions;
+pub mod confirm;
 pub mod init;
 pub mod lab;
 pub mod plan;

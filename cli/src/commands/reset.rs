@@ -8,7 +8,6 @@
 //! known_hosts entries (the file's old version is kept as `known_hosts.old`);
 //! `--purge-state` (whole cluster only) moves the state dir aside, never deleting it.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -114,7 +113,13 @@ async fn reset(global: &Global, args: Args) -> miette::Result<ExitCode> {
                 }
             );
         }
-        if !global.yes && !confirm()? {
+        if !global.yes
+            && !super::confirm::ask(
+                "reset",
+                "Type `reset` to stop and remove kubeforge's services and files on these hosts:",
+                &["reset"],
+            )?
+        {
             eprintln!("Nothing was changed.");
             return Ok(ExitCode::FAILURE);
         }
@@ -229,19 +234,4 @@ fn purge_state(state_root: &Path, stamp: &str) -> miette::Result<PathBuf> {
         .into_diagnostic()
         .wrap_err_with(|| format!("moving the state dir {} aside", state_root.display()))?;
     Ok(aside)
-}
-
-/// Asks on the terminal; refuses to guess when there is none.
-fn confirm() -> miette::Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        return Err(miette!(
-            help = "review the plan above, then run again with --yes",
-            "reset needs confirmation and stdin is not a terminal; nothing was changed"
-        ));
-    }
-    eprint!("Type `reset` to stop and remove kubeforge's services and files on these hosts: ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).into_diagnostic()?;
-    Ok(answer.trim() == "reset")
 }

@@ -7,7 +7,7 @@
 //! was done and where the old data is kept. Everything is in the audit log; the snapshot's
 //! contents never reach the output.
 
-use std::io::{BufRead as _, IsTerminal as _, Read as _, Write as _};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -228,7 +228,13 @@ async fn restore(global: &Global, args: Args) -> miette::Result<ExitCode> {
             plan::old_data_dir(&stamp)
         );
     }
-    if !global.yes && !confirm()? {
+    if !global.yes
+        && !super::confirm::ask(
+            "restore",
+            "Type `restore` to stop the cluster and restore it from this backup:",
+            &["restore"],
+        )?
+    {
         eprintln!("Nothing was changed.");
         return Ok(ExitCode::FAILURE);
     }
@@ -317,19 +323,4 @@ fn summary(
             plan.operation.rerun()
         )
     }
-}
-
-/// Asks on the terminal; refuses to guess when there is none.
-fn confirm() -> miette::Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        return Err(miette!(
-            help = "review the plan above, then run again with --yes",
-            "restore needs confirmation and stdin is not a terminal; nothing was changed"
-        ));
-    }
-    eprint!("Type `restore` to stop the cluster and restore it from this backup: ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).into_diagnostic()?;
-    Ok(answer.trim() == "restore")
 }

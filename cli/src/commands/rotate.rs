@@ -9,7 +9,6 @@
 //! unfinished stage.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -221,20 +220,6 @@ async fn refuse_running_apiservers(prepared: &Prepared) -> miette::Result<()> {
     ))
 }
 
-fn confirm(stage: RotationStage) -> miette::Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        return Err(miette!(
-            help = "review the plan above, then run again with --yes",
-            "rotate-ca needs confirmation and stdin is not a terminal"
-        ));
-    }
-    eprint!("Run stage {stage} on these hosts? [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).into_diagnostic()?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
-}
-
 fn audit_name(stage: RotationStage) -> String {
     let t = OffsetDateTime::now_utc();
     format!(
@@ -366,7 +351,13 @@ async fn rotate(global: &Global, ca: CaId, concurrency: usize) -> miette::Result
             print_plan(global.output, plan)?;
         }
         if !plan.has_no_steps() {
-            if !global.yes && !confirm(stage)? {
+            if !global.yes
+                && !super::confirm::ask(
+                    "rotate-ca",
+                    &format!("Run stage {stage} on these hosts? [y/N]"),
+                    super::confirm::YES,
+                )?
+            {
                 eprintln!(
                     "Stopped before rolling out stage {stage}; the state dir holds it. Run the \
                      command again to continue."

@@ -8,7 +8,6 @@
 //! with the same executor as `apply`. The planner decides every step; this module only does the
 //! snapshot, the printing and the confirmation.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -279,7 +278,13 @@ async fn apply_cmd(global: &Global, args: Args) -> miette::Result<ExitCode> {
             prepared.pending.describe()
         ));
     }
-    if !global.yes && !confirm()? {
+    if !global.yes
+        && !super::confirm::ask(
+            "upgrade",
+            "Type `upgrade` to upgrade the cluster as planned:",
+            &["upgrade"],
+        )?
+    {
         eprintln!("Nothing was changed.");
         return Ok(ExitCode::FAILURE);
     }
@@ -380,19 +385,4 @@ async fn apply_cmd(global: &Global, args: Args) -> miette::Result<ExitCode> {
         }
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-/// Asks on the terminal; refuses to guess when there is none.
-fn confirm() -> miette::Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        return Err(miette!(
-            help = "review the plan above, then run again with --yes",
-            "upgrade needs confirmation and stdin is not a terminal; nothing was changed"
-        ));
-    }
-    eprint!("Type `upgrade` to upgrade the cluster as planned: ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).into_diagnostic()?;
-    Ok(answer.trim() == "upgrade")
 }
