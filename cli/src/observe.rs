@@ -65,19 +65,11 @@ fn hosts_with_etcd(cluster: &Cluster, gathered: &Gathered) -> Vec<String> {
 }
 
 fn load_tls(files: &EtcdClientFiles) -> miette::Result<EtcdTls> {
-    let read = |p: &str| {
-        std::fs::read(p).map_err(|e| {
-            miette!(
-                help = "run `kubeforge certs generate` for this spec, then plan again",
-                "cannot read the etcd client credentials {p}: {e}"
-            )
-        })
-    };
-    Ok(EtcdTls {
-        ca_pem: read(&files.ca)?,
-        cert_pem: read(&files.cert)?,
-        key_pem: read(&files.key)?,
-        server_name: None,
+    EtcdTls::from_files(files).map_err(|e| {
+        miette!(
+            help = "run `kubeforge certs generate` for this spec, then plan again",
+            "the etcd client credentials: {e}"
+        )
     })
 }
 

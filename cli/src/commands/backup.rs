@@ -138,19 +138,11 @@ fn audit_log(state: &StateDir, what: &str) -> Option<AuditLog> {
 }
 
 fn read_tls(files: &EtcdClientFiles) -> miette::Result<EtcdTls> {
-    let read = |p: &str| {
-        std::fs::read(p).map_err(|e| {
-            miette!(
-                help = "run `kubeforge certs generate` for this spec first",
-                "cannot read the etcd client credentials {p}: {e}"
-            )
-        })
-    };
-    Ok(EtcdTls {
-        ca_pem: read(&files.ca)?,
-        cert_pem: read(&files.cert)?,
-        key_pem: read(&files.key)?,
-        server_name: None,
+    EtcdTls::from_files(files).map_err(|e| {
+        miette!(
+            help = "run `kubeforge certs generate` for this spec first",
+            "the etcd client credentials: {e}"
+        )
     })
 }
 

@@ -31,6 +31,22 @@ pub struct EtcdTls {
     pub server_name: Option<String>,
 }
 
+impl EtcdTls {
+    /// Reads the PEM files a plan names (the state dir's etcd CA and a client certificate and
+    /// key). The error names the file that could not be read.
+    pub fn from_files(
+        files: &kubeforge_playbooks::plan::EtcdClientFiles,
+    ) -> Result<EtcdTls, String> {
+        let read = |p: &str| std::fs::read(p).map_err(|e| format!("cannot read {p}: {e}"));
+        Ok(EtcdTls {
+            ca_pem: read(&files.ca)?,
+            cert_pem: read(&files.cert)?,
+            key_pem: read(&files.key)?,
+            server_name: None,
+        })
+    }
+}
+
 impl fmt::Debug for EtcdTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EtcdTls")

@@ -6,22 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use kubeforge_playbooks::plan::{EtcdAction, EtcdClientFiles, EtcdOp};
+use kubeforge_playbooks::plan::{EtcdAction, EtcdOp};
 
 use super::{HostFailure, StepContext, StepOutcome};
 use crate::etcd::{Endpoint, EtcdClient, EtcdTls, Timeouts, wait_healthy};
 use crate::transport::LocalForward;
-
-/// Reads the client credentials named by the plan.
-fn load_tls(files: &EtcdClientFiles) -> Result<EtcdTls, String> {
-    let read = |p: &str| std::fs::read(p).map_err(|e| format!("cannot read {p}: {e}"));
-    Ok(EtcdTls {
-        ca_pem: read(&files.ca)?,
-        cert_pem: read(&files.cert)?,
-        key_pem: read(&files.key)?,
-        server_name: None,
-    })
-}
 
 pub(super) async fn run(ctx: &StepContext<'_>, op: &EtcdOp) -> Result<StepOutcome, HostFailure> {
     let started = Instant::now();
@@ -81,7 +70,7 @@ async fn tunnel(
 }
 
 async fn run_action(ctx: &StepContext<'_>, op: &EtcdOp) -> Result<Done, HostFailure> {
-    let tls = load_tls(&op.tls).map_err(|e| {
+    let tls = EtcdTls::from_files(&op.tls).map_err(|e| {
         failure(
             ctx,
             op,
