@@ -230,12 +230,13 @@ impl HostRunner<'_> {
                 run.interrupted = true;
                 break;
             }
-            let transport = match self.transports.get(&s.host) {
-                Some(t) if !failed.contains(&s.host) => t,
-                _ => {
-                    run.failure = Some(HostFailure::unreachable(&s.host, self.phase, self.rerun));
-                    break;
-                }
+            if failed.contains(&s.host) {
+                run.failure = Some(HostFailure::failed_earlier(&s.host, self.phase, self.rerun));
+                break;
+            }
+            let Some(transport) = self.transports.get(&s.host) else {
+                run.failure = Some(HostFailure::unreachable(&s.host, self.phase, self.rerun));
+                break;
             };
             if !self.run_one(&s.host, &s.step, transport.as_ref(), &mut run).await {
                 break;

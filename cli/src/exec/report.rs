@@ -47,6 +47,23 @@ impl HostFailure {
         }
     }
 
+    /// A phase's ordered steps run through a host that already failed (or was left untouched)
+    /// earlier in the run: they are not run, and the earlier failure is the one to fix.
+    pub(crate) fn failed_earlier(host: &str, phase: &str, rerun: &str) -> Self {
+        HostFailure {
+            host: host.into(),
+            phase: phase.into(),
+            step: "ordered steps".into(),
+            command: String::new(),
+            exit_status: None,
+            stderr_tail: format!(
+                "{host} failed or was left untouched earlier in this run, so the {phase} phase's \
+                 ordered steps, which run through it, were not run"
+            ),
+            remedy: format!("fix the failure reported for {host} above, then run `{rerun}` again"),
+        }
+    }
+
     /// One line for events.
     pub fn summary(&self) -> String {
         match self.exit_status {

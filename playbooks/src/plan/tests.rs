@@ -226,6 +226,8 @@ pub(crate) fn simulate(plan: &Plan, facts: &mut BTreeMap<String, HostProbe>) {
                             f.sysctls.insert(k.into(), Some(v.into()));
                         }
                         "swapoff" => f.swaps.clear(),
+                        // containerd's restart (tried twice): it stays active.
+                        "sh" if r.argv[2].starts_with("systemctl restart containerd") => {}
                         other => panic!("unexpected command {other}"),
                     },
                     Step::Unit(u) => simulate_unit(&mut f.units, u),
@@ -259,7 +261,7 @@ fn fresh_hosts_get_os_and_runtime_steps_and_converge() {
         runtime,
         [
             "change /etc/containerd/config.toml",
-            "systemctl restart containerd.service",
+            "sh -c systemctl restart containerd.service || { sleep 2; systemctl reset-failed containerd.service; systemctl restart containerd.service; }",
             "wait: containerd is active and its socket answers",
             "create /var/lib/kubeforge/loaded/containerd.service"
         ]
