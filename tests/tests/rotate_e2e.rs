@@ -239,9 +239,20 @@ fn an_interrupted_rotation_completes_when_run_again(lab: &Lab) {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Into the roll-out: the plan gathered, puts and restarts under way.
-    std::thread::sleep(Duration::from_secs(5));
-    assert!(child.try_wait().unwrap().is_none(), "the rotation ended before it was killed");
+    // Into the roll-out: wait until cp1 has the new certificate on disk (the pki phase put it;
+    // the members' one-at-a-time restarts follow), then kill at once. A fixed sleep here raced
+    // with a fast roll-out that had already reached the next stage.
+    let (machines, _) = lab.machines();
+    let cp1 = machines.iter().find(|m| m.host == "cp1").expect("cp1");
+    let new_leaf = String::from_utf8_lossy(&lab.pki("nodes/cp1/etcd/server.crt")).into_owned();
+    loop {
+        assert!(Instant::now() < deadline, "the new certificate never reached cp1");
+        assert!(child.try_wait().unwrap().is_none(), "the rotation ended before it was killed");
+        if cp1.ssh_ok("cat /etc/kubernetes/pki/etcd/server.crt") == new_leaf {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     let status = lab.ok(&["-o", "json", "certs", "rotate-ca", "--status", "-f", lab.spec_arg()]);
