@@ -65,6 +65,35 @@ pub fn inventory(
     )?)
 }
 
+/// The spec's etcd release on the operator's machine, from the artifact source (downloaded and
+/// verified like any artifact): `etcd` and the tool that restores a snapshot of that release
+/// (`etcdctl` for 3.4, `etcdutl` from 3.5). Used to verify backups in a throwaway etcd (`backup
+/// verify`, `restore`, the snapshot before `upgrade apply`).
+pub fn etcd_tools(cluster: &Cluster, spec_dir: &Path) -> miette::Result<crate::backup::EtcdTools> {
+    use kubeforge_playbooks::plan::Phase;
+    let selection = PhaseSelection::new(
+        Some(Phase::Etcd),
+        &[Phase::Preflight, Phase::Os, Phase::Runtime, Phase::Pki],
+    );
+    let found = inventory(cluster, spec_dir, &selection, false)?;
+    let version = &cluster.etcd.version;
+    let tool = kubeforge_playbooks::plan::restore_tool(version);
+    match (found.get("etcd"), found.get(tool)) {
+        (Some(etcd), Some(t)) => Ok(crate::backup::EtcdTools {
+            etcd: PathBuf::from(&etcd.path),
+            restore_tool: PathBuf::from(&t.path),
+        }),
+        _ => Err(miette::miette!(
+            help = format!(
+                "provide etcd {version} (etcd and {tool}) in the spec's artifact source, or pass \
+                 --etcd-dir DIR where the command has it"
+            ),
+            "the artifact source has no etcd {version} binaries (etcd and {tool}) to verify a \
+             snapshot with; nothing was changed"
+        )),
+    }
+}
+
 /// [`inventory`] with explicit download options and catalog (tests serve fake files from a
 /// loopback mirror with their own catalog), refusing unverified files. `options` is only read
 /// for `upstream`.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use kubeforge_playbooks::model::Cluster;
-use kubeforge_playbooks::plan::{EtcdClientFiles, Phase, PhaseSelection};
+use kubeforge_playbooks::plan::EtcdClientFiles;
 use miette::{IntoDiagnostic as _, miette};
 
 use crate::backup::source::{self, Origin};
@@ -420,30 +420,8 @@ async fn remote_list(
 
 /// The etcd binaries of the spec's etcd version from the artifact source (or cache).
 fn tools_from_spec(global: &Global, spec: &Spec) -> miette::Result<EtcdTools> {
-    let selection = PhaseSelection::new(
-        Some(Phase::Etcd),
-        &[Phase::Preflight, Phase::Os, Phase::Runtime, Phase::Pki],
-    );
     let spec_dir = global.file.parent().unwrap_or(Path::new("."));
-    let inventory = crate::artifacts::inventory(&spec.cluster, spec_dir, &selection, false)?;
-    let etcd = inventory.get("etcd").map(|a| PathBuf::from(&a.path));
-    let tool = inventory
-        .get("etcdutl")
-        .or_else(|| inventory.get("etcdctl"))
-        .map(|a| PathBuf::from(&a.path));
-    match (etcd, tool) {
-        (Some(etcd), Some(restore_tool)) => Ok(EtcdTools { etcd, restore_tool }),
-        _ => {
-            let version = &spec.cluster.etcd.version;
-            Err(miette!(
-                help = format!(
-                    "provide etcd {version} in the spec's artifact source (etcd and etcdutl, or \
-                     etcdctl for 3.4), or pass --etcd-dir DIR"
-                ),
-                "the artifact source has no etcd {version} binaries to verify with"
-            ))
-        }
-    }
+    crate::artifacts::etcd_tools(&spec.cluster, spec_dir)
 }
 
 async fn verify_cmd(global: &Global, args: VerifyArgs) -> miette::Result<ExitCode> {

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use kubeforge_playbooks::model::Cluster;
-use kubeforge_playbooks::plan::{self, Operation, Phase, PhaseSelection, Plan, RestoreSnapshot};
+use kubeforge_playbooks::plan::{self, Operation, Phase, Plan, RestoreSnapshot};
 use miette::{IntoDiagnostic as _, miette};
 
 use super::plan::{prepare_for, print_plan};
@@ -74,25 +74,8 @@ fn tools(global: &Global, cluster: &Cluster, etcd_dir: Option<&Path>) -> miette:
             miette!("{} has no etcd with etcdutl or etcdctl beside it", dir.display())
         });
     }
-    let selection = PhaseSelection::new(Some(Phase::Etcd), &restore_skips());
     let spec_dir = global.file.parent().unwrap_or(Path::new("."));
-    let inventory = crate::artifacts::inventory(cluster, spec_dir, &selection, false)?;
-    let tool = plan::restore_tool(&cluster.etcd.version);
-    match (inventory.get("etcd"), inventory.get(tool)) {
-        (Some(etcd), Some(t)) => {
-            Ok(EtcdTools { etcd: PathBuf::from(&etcd.path), restore_tool: PathBuf::from(&t.path) })
-        }
-        _ => Err(miette!(
-            help = format!(
-                "provide etcd {v} (etcd and {tool}) in the spec's artifact source, or pass \
-                 --etcd-dir DIR",
-                v = cluster.etcd.version
-            ),
-            "the artifact source has no etcd {} binaries to verify the backup with; nothing was \
-             changed",
-            cluster.etcd.version
-        )),
-    }
+    crate::artifacts::etcd_tools(cluster, spec_dir)
 }
 
 /// The phases a restore's facts and artifacts are gathered for: etcd's alone.

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use clap::Subcommand;
 use kubeforge_playbooks::plan::upgrade::UpgradeReport;
-use kubeforge_playbooks::plan::{EtcdClientFiles, Operation, Phase, PhaseSelection, Plan};
+use kubeforge_playbooks::plan::{EtcdClientFiles, Operation, Phase, Plan};
 use miette::{IntoDiagnostic as _, miette};
 
 use super::plan::{Prepared, prepare_for, print_plan};
@@ -157,24 +157,9 @@ fn record(step: &str, target: Vec<String>, started: Instant, result: String) -> 
 /// The target etcd release's binaries from the artifact source, to verify the snapshot with
 /// (a 3.5 etcdutl restores a 3.4 snapshot; the reverse is not needed).
 fn verify_tools(global: &Global, prepared: &Prepared) -> miette::Result<EtcdTools> {
-    let selection =
-        PhaseSelection::new(Some(Phase::Etcd), &[Phase::Os, Phase::Runtime, Phase::Pki]);
     let spec_dir = global.file.parent().unwrap_or(Path::new("."));
-    let inventory = crate::artifacts::inventory(&prepared.cluster, spec_dir, &selection, false)?;
-    let etcd = inventory.get("etcd").map(|a| PathBuf::from(&a.path));
-    let tool = inventory
-        .get("etcdutl")
-        .or_else(|| inventory.get("etcdctl"))
-        .map(|a| PathBuf::from(&a.path));
-    match (etcd, tool) {
-        (Some(etcd), Some(restore_tool)) => Ok(EtcdTools { etcd, restore_tool }),
-        _ => Err(miette!(
-            help = "provide etcd and etcdutl (etcdctl for 3.4) in the spec's artifact source",
-            "the artifact source has no etcd {} binaries to verify the pre-upgrade snapshot \
-             with; nothing was changed",
-            prepared.cluster.etcd.version
-        )),
-    }
+    crate::artifacts::etcd_tools(&prepared.cluster, spec_dir)
+        .map_err(|e| e.wrap_err("verifying the pre-upgrade snapshot"))
 }
 
 fn read_tls(files: &EtcdClientFiles) -> miette::Result<EtcdTls> {
