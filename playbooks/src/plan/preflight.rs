@@ -66,23 +66,45 @@ pub(crate) fn check(
     out
 }
 
+/// A kubelet runs on the machine under its hostname, which is not the spec's name: its unit is
+/// active and the drop-in it was started from (on the host now) lacks `--hostname-override`.
+fn registered_under_hostname(host: &Host, facts: &HostFacts) -> bool {
+    let running = facts.units.get(unit::KUBELET).is_some_and(|u| u.is_active());
+    let drop_in =
+        facts.files.get(crate::render::configs::kubelet::DROP_IN).and_then(|f| f.contents());
+    let overridden = drop_in.is_some_and(|d| {
+        String::from_utf8_lossy(d).split_whitespace().any(|w| w.starts_with("--hostname-override="))
+    });
+    running && !overridden && facts.hostname.to_lowercase() != host.name
+}
+
 fn host_checks(input: PlanInput<'_>, host: &Host, facts: &HostFacts) -> Vec<Problem> {
     let mut problems = Vec::new();
-    // The kubelet registers its node under the machine's hostname, while its client
-    // certificate is for `system:node:<spec name>`: NodeRestriction would refuse the node.
+    // The kubelet registers its node under the spec's name (`--hostname-override`), whatever
+    // the machine's hostname, so a different hostname is fine. What is not: a kubelet running
+    // now without that flag on a machine whose hostname differs. It registered a Node under
+    // the hostname; switching it to the spec's name would leave that Node (and its pods) behind
+    // while a second one appears, so it is refused until the old Node is gone.
     let kubelet_phases =
         input.selection.contains(Phase::ControlPlane) || input.selection.contains(Phase::Workers);
-    if kubelet_phases && host.runs_kubelet() && facts.hostname.to_lowercase() != host.name {
+    if kubelet_phases && host.runs_kubelet() && registered_under_hostname(host, facts) {
         problems.push(problem(
             "node-name",
             format!(
-                "the machine's hostname is `{}` but the spec names it `{}`; the kubelet registers \
-                 its node under the hostname, and its certificate is for system:node:{}",
-                facts.hostname, host.name, host.name
+                "the kubelet runs without --hostname-override, so it may have registered this \
+                 machine as node `{hostname}`, while kubeforge names the node `{name}` (its \
+                 certificate is for system:node:{name}); switching a running kubelet would \
+                 leave node `{hostname}` and its pods behind",
+                hostname = facts.hostname.to_lowercase(),
+                name = host.name,
             ),
             format!(
-                "rename the machine (`hostnamectl set-hostname {}`) or the host in the spec",
-                host.name
+                "if `kubectl get node {hostname}` finds it, drain and delete it (`kubectl drain \
+                 {hostname} --ignore-daemonsets --delete-emptydir-data`, `kubectl delete node \
+                 {hostname}`); stop the kubelet on the machine (`systemctl stop kubelet`), then \
+                 apply again: the kubelet starts as node `{name}`",
+                hostname = facts.hostname.to_lowercase(),
+                name = host.name,
             ),
         ));
     }
@@ -299,6 +321,7 @@ mod tests {
     };
     use crate::facts::HostFacts;
     use crate::model::{ArtifactSource, Cluster, Role};
+    use crate::node::unit;
 
     const CP: &[Role] = &[Role::ControlPlane];
     const WORKER: &[Role] = &[Role::Worker];
@@ -367,10 +390,84 @@ mod tests {
     }
 
     #[test]
-    fn a_kubelet_host_whose_hostname_differs_from_its_spec_name_is_refused() {
+    fn a_kubelet_host_whose_hostname_differs_from_its_spec_name_is_planned_under_the_spec_name() {
         let (c, mut facts, inventory) = lab();
         if let Some(Ok(f)) = facts.get_mut("w1") {
+            f.hostname = "Worker-17".into();
+        }
+        // A fresh machine (no kubelet yet): nothing refused, in any phase selection.
+        for until in [Phase::LoadBalancer, Phase::Workers, Phase::Addons] {
+            let found = problems_of(&c, &facts, &inventory, until, "node-name");
+            assert!(found.is_empty(), "until {until:?}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn the_planner_no_longer_refuses_a_different_hostname_and_overrides_the_node_name() {
+        use super::super::tests_phases::{example_text, facts_for, load, plan_phases, render};
+        use super::super::{Operation, PutFile, Step};
+        let c = load(example_text("stacked"));
+        let tree = render(&c);
+        let mut facts = facts_for(&c);
+        if let Some(Ok(f)) = facts.get_mut("worker1") {
+            f.hostname = "ip-10-88-0-21".into();
+        }
+        // Preflight with the kubelet phases selected: worker1 is not refused for its name.
+        let selection = PhaseSelection::new(Some(Phase::Workers), &[]);
+        let inventory = ArtifactInventory::new();
+        let input = PlanInput {
+            cluster: &c,
+            tree: &tree,
+            facts: &facts,
+            artifacts: &inventory,
+            selection: &selection,
+            observed: &Observed::default(),
+            applied: None,
+        };
+        let plan = super::super::plan(&Operation::Apply, input).unwrap();
+        let named: Vec<_> = plan
+            .blocked
+            .iter()
+            .flat_map(|(h, ps)| ps.iter().map(move |p| (h, p)))
+            .filter(|(_, p)| p.check.contains("name"))
+            .collect();
+        assert!(named.is_empty(), "{named:?}");
+        // The kubelet it gets registers the node under the spec's name.
+        let plan = plan_phases(&c, &tree, &facts, &ArtifactInventory::new(), &[Phase::Workers]);
+        let drop_in = plan.phases[0].hosts["worker1"]
+            .iter()
+            .find_map(|s| match s {
+                Step::PutFile(p) if p.path == crate::render::configs::kubelet::DROP_IN => Some(p),
+                _ => None,
+            })
+            .map(|p: &PutFile| String::from_utf8_lossy(&p.contents).into_owned())
+            .expect("the kubelet drop-in is put");
+        assert!(drop_in.contains("--hostname-override=worker1"), "{drop_in}");
+        assert!(!drop_in.contains("ip-10-88-0-21"), "{drop_in}");
+    }
+
+    #[test]
+    fn a_running_kubelet_registered_under_a_different_hostname_is_refused() {
+        use crate::facts::{FileState, UnitState};
+        use crate::render::configs::kubelet::DROP_IN;
+        let (c, mut facts, inventory) = lab();
+        let drop_in = |flags: &str| FileState::Present {
+            sha256: "ab".repeat(32),
+            mode: Some(0o600),
+            owner: Some("root".into()),
+            group: Some("root".into()),
+            contents: Some(
+                format!("[Service]\nExecStart=\nExecStart=/usr/local/bin/kubelet \\\n  {flags}\n")
+                    .into_bytes(),
+            ),
+        };
+        if let Some(Ok(f)) = facts.get_mut("w1") {
             f.hostname = "worker-17".into();
+            f.units.insert(
+                unit::KUBELET.into(),
+                UnitState { active: "active".into(), enabled: "enabled".into() },
+            );
+            f.files.insert(DROP_IN.into(), drop_in("--config=/var/lib/kubelet/config.yaml"));
         }
         let none = problems_of(&c, &facts, &inventory, Phase::LoadBalancer, "node-name");
         assert!(none.is_empty(), "no kubelet phase selected: {none:?}");
@@ -378,8 +475,24 @@ mod tests {
         assert_eq!(found.keys().collect::<Vec<_>>(), ["w1"], "{found:?}");
         let w1 = &found["w1"];
         assert_eq!(w1.len(), 1, "{w1:?}");
-        assert!(w1[0].message.contains("`worker-17`"), "{}", w1[0].message);
-        assert!(w1[0].remedy.contains("hostnamectl set-hostname w1"));
+        assert!(w1[0].message.contains("node `worker-17`"), "{}", w1[0].message);
+        assert!(w1[0].message.contains("system:node:w1"), "{}", w1[0].message);
+        assert!(w1[0].remedy.contains("kubectl delete node worker-17"), "{}", w1[0].remedy);
+        assert!(w1[0].remedy.contains("systemctl stop kubelet"), "{}", w1[0].remedy);
+        // Started by kubeforge with the override: its node is already `w1`.
+        if let Some(Ok(f)) = facts.get_mut("w1") {
+            f.files.insert(DROP_IN.into(), drop_in("--hostname-override=w1"));
+        }
+        assert!(problems_of(&c, &facts, &inventory, Phase::Workers, "node-name").is_empty());
+        // Stopped (the remedy): the next start registers `w1`.
+        if let Some(Ok(f)) = facts.get_mut("w1") {
+            f.files.insert(DROP_IN.into(), drop_in("--config=/var/lib/kubelet/config.yaml"));
+            f.units.insert(
+                unit::KUBELET.into(),
+                UnitState { active: "inactive".into(), enabled: "enabled".into() },
+            );
+        }
+        assert!(problems_of(&c, &facts, &inventory, Phase::Workers, "node-name").is_empty());
     }
 
     #[test]

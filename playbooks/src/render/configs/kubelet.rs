@@ -2,7 +2,8 @@
 //! `/var/lib/kubelet/config.yaml` — anonymous access off, webhook authentication and
 //! authorization, no read-only port, a serving certificate signed by the cluster CA, rotation,
 //! the RuntimeDefault seccomp profile, a PID limit per pod and strong TLS suites. Unit, drop-in
-//! and config are 0600 (CIS 4.1.1, 4.1.9).
+//! and config are 0600 (CIS 4.1.1, 4.1.9). The node registers under the spec's host name
+//! (`--hostname-override`), so a machine whose hostname differs from it needs no renaming.
 
 use kubeforge_templates::contexts::{KubeletConfig, KubeletDropIn, KubeletService};
 
@@ -29,6 +30,10 @@ pub(super) fn add(ctx: Ctx<'_>, out: &mut HostOut<'_>) -> Result<(), ConfigRende
         binary,
         flags: flags(vec![
             ("config", CONFIG.to_string()),
+            // The node's name is the spec's host name, whatever the machine's hostname: it is
+            // the name in the kubelet's certificate (system:node:<name>), which NodeRestriction
+            // requires to match the Node the kubelet registers and updates.
+            ("hostname-override", out.host.name.clone()),
             ("kubeconfig", KUBECONFIG.to_string()),
             ("node-ip", out.host.address.to_string()),
         ]),
