@@ -284,3 +284,237 @@ pub(crate) fn sequence(
         },
     ]
 }
+
+// ---------------------------------------------------------------------------------------------
+// Changing modes: retiring what the old mode left.
+//
+// A host whose render tree no longer has haproxy's (or keepalived's) config, but where kubeforge
+// ran it (the applied record lists the config for the host, or the host holds kubeforge's
+// restart record of the unit), is left with a service of the old mode. It is retired at the
+// end of the run, after the new path is up and gated from every host (the phase's own gates
+// first, then one gate per host in the run's last sequence), and only when nothing still uses
+// the old path: every spec host finished this run (a blocked or unreachable one still uses
+// the old path) and no host keeps a kubeconfig or manifest that still names the old path
+// after this run (a file under /etc/kubernetes/ that differs from the tree while its phase is
+// not selected, e.g. `apply --until loadbalancer` on a cluster whose kubeconfigs name the
+// VIP). Otherwise the old mode keeps running until a run that can retire it.
+
+/// The render-tree files of haproxy anywhere, plus what kubeforge writes beside them.
+fn haproxy_files() -> Vec<String> {
+    vec![
+        HAPROXY_CONFIG.to_string(),
+        HAPROXY_CHECK_COPY.to_string(),
+        super::restart::record_path(HAPROXY_UNIT),
+    ]
+}
+
+/// keepalived's files anywhere: its config, unit drop-in, the interface script and the
+/// include it writes at start, the non-local bind sysctl that lets haproxy bind the VIP, and
+/// the restart record.
+fn keepalived_files() -> Vec<String> {
+    use crate::render::configs::loadbalancer as lb;
+    vec![
+        KEEPALIVED_CONFIG.to_string(),
+        lb::KEEPALIVED_DROP_IN.to_string(),
+        lb::INTERFACE_SCRIPT.to_string(),
+        lb::INTERFACE_INCLUDE.to_string(),
+        lb::NONLOCAL_BIND_SYSCTL.to_string(),
+        super::restart::record_path(KEEPALIVED_UNIT),
+    ]
+}
+
+/// Facts a mode change needs beyond the tree's files: every file either mode may have left.
+pub(crate) fn extend_request(request: &mut crate::facts::ProbeRequest) {
+    for path in haproxy_files().into_iter().chain(keepalived_files()) {
+        request.hash_files.insert(path);
+    }
+}
+
+/// One service of an old mode that a host still has.
+struct Leftover {
+    unit: &'static str,
+    files: Vec<String>,
+}
+
+fn on_host(facts: &HostFacts, path: &str) -> bool {
+    facts.files.get(path).and_then(|f| f.sha256()).is_some()
+}
+
+/// What of the old mode `host` still has: haproxy and keepalived when kubeforge ran them there
+/// (applied record or restart record) and the tree no longer has their config.
+fn leftovers(input: PlanInput<'_>, host: &str, facts: &HostFacts) -> Vec<Leftover> {
+    let tree = input.tree.hosts.get(host);
+    let applied = input.applied.and_then(|a| a.hosts.get(host));
+    let mut out = Vec::new();
+    for (unit, config, files) in [
+        (KEEPALIVED_UNIT, KEEPALIVED_CONFIG, keepalived_files()),
+        (HAPROXY_UNIT, HAPROXY_CONFIG, haproxy_files()),
+    ] {
+        if tree.is_some_and(|t| t.contains_key(config)) {
+            continue;
+        }
+        let applied_here = applied.is_some_and(|a| a.files.contains_key(config));
+        let recorded = on_host(facts, &super::restart::record_path(unit));
+        if !applied_here && !recorded {
+            // Not kubeforge's: an operator's own haproxy or keepalived is left alone.
+            continue;
+        }
+        let files: Vec<String> = files
+            .into_iter()
+            .filter(|p| on_host(facts, p) && !tree.is_some_and(|t| t.contains_key(p)))
+            .collect();
+        let state = facts.units.get(unit);
+        let running = state.is_some_and(|u| {
+            matches!(u.active.as_str(), "active" | "activating" | "reloading" | "deactivating")
+        });
+        let enabled =
+            state.is_some_and(|u| matches!(u.enabled.as_str(), "enabled" | "enabled-runtime"));
+        if running || enabled || !files.is_empty() {
+            out.push(Leftover { unit, files });
+        }
+    }
+    out
+}
+
+/// The steps that retire a host's leftovers: units stopped (keepalived first, so the VIP is
+/// released before haproxy goes), disabled, their files removed, systemd reloaded when a unit
+/// drop-in went.
+fn retire_host(facts: &HostFacts, leftovers: &[Leftover]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for l in leftovers {
+        if facts.units.get(l.unit).is_some_and(|u| {
+            matches!(u.active.as_str(), "active" | "activating" | "reloading" | "deactivating")
+        }) {
+            steps.push(unit(
+                l.unit,
+                UnitAction::Stop,
+                "the load-balancer mode changed: the old mode's service goes",
+            ));
+        }
+    }
+    for l in leftovers {
+        if facts
+            .units
+            .get(l.unit)
+            .is_some_and(|u| matches!(u.enabled.as_str(), "enabled" | "enabled-runtime"))
+        {
+            steps.push(unit(
+                l.unit,
+                UnitAction::Disable,
+                "the old mode's service must not start at boot",
+            ));
+        }
+    }
+    let files: Vec<String> = leftovers.iter().flat_map(|l| l.files.iter().cloned()).collect();
+    if !files.is_empty() {
+        let mut argv = vec!["rm".to_string(), "-f".to_string(), "--".to_string()];
+        argv.extend(files.iter().cloned());
+        steps.push(Step::Run(Run {
+            argv,
+            unless: None,
+            why: format!("the old mode's {} file(s), restart records included", files.len()),
+        }));
+        if files.iter().any(|p| p.starts_with(KEEPALIVED_DROP_IN_DIR)) {
+            steps.push(unit("", UnitAction::DaemonReload, "keepalived's unit drop-in went"));
+        }
+    }
+    steps
+}
+
+/// Why the old mode cannot be retired in this run, or `None`.
+pub(crate) fn still_in_use(
+    input: PlanInput<'_>,
+    ready: &BTreeMap<&str, &HostFacts>,
+) -> Option<String> {
+    if !input.selection.contains(super::Phase::LoadBalancer) {
+        return Some("the loadbalancer phase is not selected".into());
+    }
+    if let Some(h) = input.cluster.hosts.iter().find(|h| !ready.contains_key(h.name.as_str())) {
+        return Some(format!("{} does not take part in this run", h.name));
+    }
+    let rewrites = [super::Phase::ControlPlane, super::Phase::Workers, super::Phase::Addons]
+        .iter()
+        .all(|p| input.selection.contains(*p));
+    if rewrites {
+        return None;
+    }
+    for (&host, &facts) in ready {
+        for (path, file) in input.tree.hosts.get(host).into_iter().flatten() {
+            let names_endpoint =
+                path.starts_with("/etc/kubernetes/") && !path.starts_with("/etc/kubernetes/pki/");
+            let stale = facts
+                .files
+                .get(path)
+                .and_then(|f| f.sha256())
+                .is_some_and(|sha| sha != super::files::sha256_hex(&file.contents));
+            if names_endpoint && stale {
+                return Some(format!(
+                    "{host}'s {path} still has to change (its phase is not selected)"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Gate that `host` reaches the API through the new path: its local haproxy (node-local),
+/// the endpoint (keepalived-haproxy's VIP, an external balancer), or, where the host uses no
+/// balancer, that it finished the run (the sequence stops at a host that failed earlier).
+fn new_path_gate(input: PlanInput<'_>, host: &Host) -> Gate {
+    use crate::model::LoadBalancerMode;
+    let cluster = input.cluster;
+    let tree = input.tree.hosts.get(&host.name);
+    let local = tree.and_then(|t| t.get(HAPROXY_CONFIG)).and_then(|c| bind_address(&c.contents));
+    let target = match cluster.load_balancer.mode {
+        LoadBalancerMode::NodeLocal => local,
+        _ if host.runs_kubelet() => cluster.control_plane_endpoint.as_ref().map(|e| e.to_string()),
+        _ => None,
+    };
+    let (what, argv) = match target.as_ref().and_then(|t| t.rsplit_once(':')) {
+        Some((addr, port)) if !addr.contains('\'') => {
+            let addr = addr.trim_start_matches('[').trim_end_matches(']');
+            (
+                format!("{} reaches the API through the new path ({addr}:{port})", host.name),
+                vec![
+                    "timeout".into(),
+                    "3".into(),
+                    "bash".into(),
+                    "-c".into(),
+                    format!("exec 3<>/dev/tcp/{addr}/{port}"),
+                ],
+            )
+        }
+        _ => (
+            format!("{} finished this run (the old path goes only when every host did)", host.name),
+            vec!["true".into()],
+        ),
+    };
+    Gate { what, argv, across: None, attempts: 30, interval_ms: 1000 }
+}
+
+/// The end of the run when the load-balancer mode changed: the new path gated from every host,
+/// then each host's leftovers of the old mode retired (see above). Empty when nothing is left
+/// over, or when the old path is still in use.
+pub(crate) fn retire(
+    input: PlanInput<'_>,
+    ready: &BTreeMap<&str, &HostFacts>,
+) -> Vec<SequencedStep> {
+    let mut teardown = Vec::new();
+    for (&name, &facts) in ready {
+        let left = leftovers(input, name, facts);
+        let steps = retire_host(facts, &left);
+        teardown
+            .extend(steps.into_iter().map(|step| SequencedStep { host: name.to_string(), step }));
+    }
+    if teardown.is_empty() || still_in_use(input, ready).is_some() {
+        return Vec::new();
+    }
+    let mut out: Vec<SequencedStep> = input
+        .cluster
+        .hosts
+        .iter()
+        .map(|h| SequencedStep { host: h.name.clone(), step: Step::Gate(new_path_gate(input, h)) })
+        .collect();
+    out.extend(teardown);
+    out
+}

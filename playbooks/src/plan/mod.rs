@@ -101,6 +101,13 @@ pub enum PlanError {
         changes.join("; ")
     )]
     VersionChange { changes: Vec<String> },
+    #[error(
+        "etcd topology change refused ({from} → {to}: {evidence}): kubeforge has no safe sequence \
+         for moving etcd between the control planes and dedicated hosts, so nothing was planned. \
+         Set `spec.etcd.topology` back to `{from}`; to change it, take a snapshot (`kubeforge \
+         backup`), `kubeforge reset` the cluster, apply the new topology and restore the snapshot"
+    )]
+    EtcdTopologyChange { from: String, to: String, evidence: String },
 }
 
 /// Units kubeforge manages or whose state preflight judges.
@@ -128,6 +135,7 @@ pub fn probe_request(cluster: &Cluster, tree: &RenderTree, host: &str) -> ProbeR
     os::extend_request(tree, host, &mut request);
     etcd::extend_request(cluster, host, &mut request);
     workers::extend_request(cluster, host, &mut request);
+    loadbalancer::extend_request(&mut request);
     request.units.extend(PROBED_UNITS.iter().map(|u| u.to_string()));
     request.binaries.extend(PROBED_BINARIES.iter().map(|b| b.to_string()));
     request
@@ -191,6 +199,9 @@ fn plan_apply(input: PlanInput<'_>) -> Result<Plan, PlanError> {
                 .push(unreachable("no facts were gathered")),
         }
     }
+    if let Some((from, to, evidence)) = preflight::etcd_topology_change(input, &reachable) {
+        return Err(PlanError::EtcdTopologyChange { from, to, evidence });
+    }
     if input.selection.contains(Phase::Preflight) {
         for (host, problems) in preflight::check(input, &reachable) {
             blocked.entry(host).or_default().extend(problems);
@@ -234,6 +245,11 @@ fn plan_apply(input: PlanInput<'_>) -> Result<Plan, PlanError> {
         };
         let batch = rolls_over_control_planes(cluster, phase).then_some(1);
         phases.push(PhasePlan { phase, hosts, sequence, batch });
+    }
+    // A changed load-balancer mode: the old one goes at the end of the run, once the new path
+    // is gated from every host.
+    if let Some(last) = phases.last_mut() {
+        last.sequence.extend(loadbalancer::retire(input, &ready));
     }
     let departed = input.applied.map(|a| a.departed(cluster)).unwrap_or_default();
     Ok(Plan {

@@ -78,6 +78,47 @@ fn registered_under_hostname(host: &Host, facts: &HostFacts) -> bool {
     running && !overridden && facts.hostname.to_lowercase() != host.name
 }
 
+/// A change of the etcd topology (stacked ↔ external) that `apply` refuses: `(from, to, how it
+/// is known)`. Moving etcd between the control planes and dedicated hosts changes every member,
+/// every apiserver's `--etcd-servers` and the etcd client certificates at once; kubeforge has
+/// no safe sequence for it (quorum, a writer's data and the apiservers' connection would all
+/// be at stake), so nothing is planned. Known from the applied record's topology, or, without
+/// one, from a control plane that runs etcd while the spec says `external`.
+pub(crate) fn etcd_topology_change(
+    input: PlanInput<'_>,
+    reachable: &BTreeMap<&str, &HostFacts>,
+) -> Option<(String, String, String)> {
+    use crate::model::EtcdTopology;
+    let name = |t: EtcdTopology| match t {
+        EtcdTopology::Stacked => "stacked",
+        EtcdTopology::External => "external",
+    };
+    let wanted = name(input.cluster.etcd.topology);
+    if let Some(applied) = input.applied
+        && applied.etcd_topology != wanted
+    {
+        let why = format!(
+            "the last apply (generation {}) put etcd {}",
+            applied.generation, applied.etcd_topology
+        );
+        return Some((applied.etcd_topology.clone(), wanted.to_string(), why));
+    }
+    if input.cluster.etcd.topology == EtcdTopology::External {
+        let stacked = input.cluster.control_planes().find(|h| {
+            !h.roles.contains(&crate::model::Role::Etcd)
+                && reachable
+                    .get(h.name.as_str())
+                    .and_then(|f| f.units.get(unit::ETCD))
+                    .is_some_and(|u| u.is_active())
+        });
+        if let Some(h) = stacked {
+            let why = format!("control plane {} runs etcd", h.name);
+            return Some(("stacked".into(), wanted.to_string(), why));
+        }
+    }
+    None
+}
+
 fn host_checks(input: PlanInput<'_>, host: &Host, facts: &HostFacts) -> Vec<Problem> {
     let mut problems = Vec::new();
     // The kubelet registers its node under the spec's name (`--hostname-override`), whatever

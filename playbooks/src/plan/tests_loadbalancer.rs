@@ -328,3 +328,278 @@ fn bind_address_is_read_from_the_config() {
     );
     assert_eq!(loadbalancer::bind_address(b"global\n"), None);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Changing modes (issue 14 item 4): the new path up and gated from every host before the old
+// mode's services are stopped, disabled and their files removed.
+
+/// The stacked example switched to node-local (the VIP and its endpoint gone).
+fn node_local_of_stacked() -> Cluster {
+    let text = example_text("stacked")
+        .replace("  controlPlaneEndpoint: 10.88.0.100:6443", "")
+        .replace("mode: keepalived-haproxy", "mode: node-local")
+        .replace("    vip: 10.88.0.100", "");
+    let cluster = load(&text);
+    assert_eq!(cluster.load_balancer.mode, crate::model::LoadBalancerMode::NodeLocal);
+    cluster
+}
+
+/// Applies host steps (the shared host model) and then the sequences' unit and `rm` steps.
+fn simulate_run(plan: &Plan, facts: &mut BTreeMap<String, HostProbe>) {
+    simulate(plan, facts, "v1.33.1");
+    for phase in &plan.phases {
+        for s in &phase.sequence {
+            let Some(Ok(f)) = facts.get_mut(&s.host) else { continue };
+            match &s.step {
+                Step::Unit(u) => super::tests::simulate_unit(&mut f.units, u),
+                Step::Run(r) if r.argv[..3] == ["rm", "-f", "--"] => {
+                    for p in &r.argv[3..] {
+                        f.files.remove(p);
+                    }
+                }
+                Step::Gate(_) => {}
+                other => panic!("unexpected sequenced step {other:?}"),
+            }
+        }
+    }
+}
+
+/// Converged keepalived-haproxy hosts of the stacked example, with the applied record of it.
+fn converged_keepalived() -> (Cluster, BTreeMap<String, HostProbe>, crate::applied::Applied) {
+    let cluster = load(example_text("stacked"));
+    let tree = render(&cluster);
+    let mut facts = facts_for(&cluster);
+    simulate_run(&lb_plan(&cluster, &tree, &facts), &mut facts);
+    assert!(lb_plan(&cluster, &tree, &facts).is_converged());
+    // The os phase's part: the sysctl that lets haproxy bind the VIP.
+    let sysctl = crate::render::configs::loadbalancer::NONLOCAL_BIND_SYSCTL;
+    for (host, files) in &tree.hosts {
+        if let (Some(file), Some(Ok(f))) = (files.get(sysctl), facts.get_mut(host)) {
+            f.files.insert(sysctl.into(), present_file(&file.contents, file.mode));
+        }
+    }
+    let applied = crate::applied::Applied::next(
+        None,
+        &cluster,
+        &tree,
+        "apply",
+        &[],
+        "t".into(),
+        super::files::sha256_hex,
+    );
+    (cluster, facts, applied)
+}
+
+fn plan_with(
+    cluster: &Cluster,
+    tree: &RenderTree,
+    facts: &BTreeMap<String, HostProbe>,
+    applied: Option<&crate::applied::Applied>,
+    phases: &[Phase],
+) -> Plan {
+    try_plan(cluster, tree, facts, applied, phases).unwrap()
+}
+
+fn try_plan(
+    cluster: &Cluster,
+    tree: &RenderTree,
+    facts: &BTreeMap<String, HostProbe>,
+    applied: Option<&crate::applied::Applied>,
+    phases: &[Phase],
+) -> Result<Plan, PlanError> {
+    let skip: Vec<Phase> = Phase::ALL.into_iter().filter(|p| !phases.contains(p)).collect();
+    let selection = PhaseSelection::new(None, &skip);
+    let input = PlanInput {
+        cluster,
+        tree,
+        facts,
+        artifacts: &ArtifactInventory::new(),
+        selection: &selection,
+        observed: &Observed::default(),
+        applied,
+    };
+    plan(&Operation::Apply, input)
+}
+
+/// The labels of a phase's sequence as `host: label`.
+fn sequence_labels(plan: &Plan, phase: Phase) -> Vec<String> {
+    let phase = plan.phases.iter().find(|p| p.phase == phase).expect("phase selected");
+    phase.sequence.iter().map(|s| format!("{}: {}", s.host, s.step.label())).collect()
+}
+
+/// Every gate of the sequence comes before the first step that stops, disables or removes.
+fn assert_gated_before_removed(labels: &[String]) {
+    let first_removal = labels
+        .iter()
+        .position(|l| l.contains("systemctl stop") || l.contains("disable") || l.contains("rm -f"))
+        .expect("a removal");
+    let last_gate = labels.iter().rposition(|l| l.contains("wait: ")).expect("a gate");
+    assert!(last_gate < first_removal, "a gate after a removal: {labels:#?}");
+}
+
+#[test]
+fn keepalived_haproxy_to_node_local_brings_up_local_haproxy_then_retires_the_vip() {
+    let (_, mut facts, applied) = converged_keepalived();
+    let local = node_local_of_stacked();
+    let tree = render(&local);
+    let plan = plan_with(&local, &tree, &facts, Some(&applied), LB);
+    assert!(plan.blocked.is_empty(), "{:?}", plan.blocked);
+    // The new path: every worker's loopback haproxy, started and gated in the phase's host
+    // steps (which run before any sequenced step).
+    let w1 = labels(&plan, Phase::LoadBalancer, "worker1");
+    assert!(w1.contains(&"wait: haproxy is active and listening on 127.0.0.1:6443".to_string()));
+    assert!(labels(&plan, Phase::LoadBalancer, "cp1").is_empty(), "control planes get nothing new");
+    let seq = sequence_labels(&plan, Phase::LoadBalancer);
+    assert_gated_before_removed(&seq);
+    // Each worker reaches the API through its own haproxy before anything goes.
+    assert!(
+        seq.contains(
+            &"worker1: wait: worker1 reaches the API through the new path (127.0.0.1:6443)"
+                .to_string()
+        ),
+        "{seq:#?}"
+    );
+    // Then each control plane's keepalived (first: the VIP is released) and haproxy go, with
+    // every file of theirs and the restart records.
+    let cp1: Vec<&str> = seq
+        .iter()
+        .filter_map(|l| l.strip_prefix("cp1: "))
+        .filter(|l| !l.starts_with("wait"))
+        .collect();
+    assert_eq!(
+        cp1,
+        [
+            "systemctl stop keepalived.service",
+            "systemctl stop haproxy.service",
+            "systemctl disable keepalived.service",
+            "systemctl disable haproxy.service",
+            "rm -f -- /etc/keepalived/keepalived.conf \
+             /etc/systemd/system/keepalived.service.d/10-kubeforge.conf \
+             /usr/local/lib/kubeforge/keepalived-interface \
+             /etc/sysctl.d/99-kubeforge-loadbalancer.conf \
+             /var/lib/kubeforge/loaded/keepalived.service /etc/haproxy/haproxy.cfg \
+             /var/lib/kubeforge/loaded/haproxy.service",
+            "systemctl daemon-reload",
+        ]
+    );
+    // Workers' distribution haproxy was never kubeforge's in keepalived mode: nothing of it is
+    // retired (the worker's haproxy is now kubeforge's, reconfigured in place).
+    assert!(!seq.iter().any(|l| l.starts_with("worker1: systemctl")), "{seq:#?}");
+
+    simulate_run(&plan, &mut facts);
+    let again = plan_with(&local, &tree, &facts, Some(&applied), LB);
+    assert!(again.is_converged(), "{}", render_text(&again));
+    let cp1 = match &facts["cp1"] {
+        Ok(f) => f,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(cp1.units["keepalived.service"].active, "inactive");
+    assert_eq!(cp1.units["haproxy.service"].enabled, "disabled");
+    assert!(!cp1.files.contains_key("/etc/keepalived/keepalived.conf"));
+}
+
+#[test]
+fn node_local_back_to_keepalived_haproxy_gates_the_vip_then_retires_local_haproxy() {
+    let (stacked, mut facts, _) = converged_keepalived();
+    let local = node_local_of_stacked();
+    let local_tree = render(&local);
+    simulate_run(&plan_with(&local, &local_tree, &facts, None, LB), &mut facts);
+    // Known from the hosts alone (no applied record): kubeforge's restart record of haproxy.
+    let applied = None;
+    let tree = render(&stacked);
+    let plan = plan_with(&stacked, &tree, &facts, applied, LB);
+    let seq = sequence_labels(&plan, Phase::LoadBalancer);
+    assert_gated_before_removed(&seq);
+    // The phase's own VIP gates come first, then every node reaches the VIP.
+    assert!(seq[0].contains("exactly one control plane holds the VIP 10.88.0.100"), "{seq:#?}");
+    assert!(
+        seq.contains(
+            &"worker2: wait: worker2 reaches the API through the new path (10.88.0.100:6443)"
+                .to_string()
+        )
+    );
+    let worker1: Vec<&str> = seq
+        .iter()
+        .filter_map(|l| l.strip_prefix("worker1: "))
+        .filter(|l| !l.starts_with("wait"))
+        .collect();
+    assert_eq!(
+        worker1,
+        [
+            "systemctl stop haproxy.service",
+            "systemctl disable haproxy.service",
+            "rm -f -- /etc/haproxy/haproxy.cfg /var/lib/kubeforge/loaded/haproxy.service",
+        ]
+    );
+    assert!(!seq.iter().any(|l| l.starts_with("cp1: systemctl")), "control planes keep theirs");
+    simulate_run(&plan, &mut facts);
+    assert!(plan_with(&stacked, &tree, &facts, None, LB).is_converged());
+}
+
+#[test]
+fn the_old_path_stays_while_a_kubeconfig_still_names_it_or_a_host_is_not_in_the_run() {
+    let (_, mut facts, applied) = converged_keepalived();
+    let local = node_local_of_stacked();
+    let tree = render(&local);
+    // worker2's kubelet.conf still names the VIP (it differs from the node-local tree) and the
+    // workers phase is not selected: retiring the VIP now would cut worker2 off.
+    if let Some(Ok(f)) = facts.get_mut("worker2") {
+        f.files.insert("/etc/kubernetes/kubelet.conf".into(), present_file(b"server: vip", 0o600));
+    }
+    let plan = plan_with(&local, &tree, &facts, Some(&applied), LB);
+    assert!(sequence_labels(&plan, Phase::LoadBalancer).is_empty(), "nothing retired");
+    assert!(!labels(&plan, Phase::LoadBalancer, "worker2").is_empty(), "the new path still comes");
+    // With the phases that rewrite it selected, the retirement moves to the end of the run.
+    let all = [Phase::LoadBalancer, Phase::ControlPlane, Phase::Workers, Phase::Addons];
+    let plan = plan_with(&local, &tree, &facts, Some(&applied), &all);
+    assert!(sequence_labels(&plan, Phase::LoadBalancer).is_empty());
+    let end = sequence_labels(&plan, Phase::Addons);
+    assert_gated_before_removed(&end);
+    assert!(end.contains(&"cp2: systemctl stop keepalived.service".to_string()), "{end:#?}");
+    // A host that is not in the run (unreachable) may still use the old path.
+    if let Some(Ok(f)) = facts.get_mut("worker2") {
+        f.files.remove("/etc/kubernetes/kubelet.conf");
+    }
+    facts.insert("worker1".into(), Err("connection refused".into()));
+    let plan = plan_with(&local, &tree, &facts, Some(&applied), LB);
+    assert!(sequence_labels(&plan, Phase::LoadBalancer).is_empty());
+}
+
+#[test]
+fn a_haproxy_kubeforge_never_ran_is_left_alone() {
+    // Fresh Debian hosts run the distribution's haproxy; switching an empty record's cluster
+    // to node-local retires nothing on the control planes.
+    let local = node_local_of_stacked();
+    let tree = render(&local);
+    let facts = facts_for(&local);
+    let plan = plan_with(&local, &tree, &facts, None, LB);
+    assert!(sequence_labels(&plan, Phase::LoadBalancer).is_empty());
+}
+
+#[test]
+fn an_etcd_topology_change_is_refused_and_plans_nothing() {
+    let (stacked, facts, applied) = converged_keepalived();
+    let text = example_text("external");
+    let external = load(text);
+    let tree = render(&external);
+    let mut facts_ext = facts_for(&external);
+    // Known from the applied record…
+    let err = try_plan(&external, &tree, &facts_ext, Some(&applied), &Phase::ALL).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("etcd topology change refused (stacked → external"), "{text}");
+    assert!(text.contains("generation 1"), "{text}");
+    assert!(text.contains("Set `spec.etcd.topology` back to `stacked`"), "{text}");
+    // …or, without one, from a control plane running etcd while the spec says external.
+    let cp = external.control_planes().next().unwrap().name.clone();
+    if let Some(Ok(f)) = facts_ext.get_mut(&cp) {
+        f.units.insert(
+            "etcd.service".into(),
+            UnitState { active: "active".into(), enabled: "enabled".into() },
+        );
+    }
+    let err = try_plan(&external, &tree, &facts_ext, None, &Phase::ALL).unwrap_err();
+    assert!(err.to_string().contains(&format!("control plane {cp} runs etcd")), "{err}");
+    // The same topology plans as before.
+    let stacked_tree = render(&stacked);
+    assert!(plan_with(&stacked, &stacked_tree, &facts, Some(&applied), LB).is_converged());
+}

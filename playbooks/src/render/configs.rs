@@ -19,7 +19,7 @@ pub mod backup;
 mod control_plane;
 pub mod etcd;
 pub mod kubelet;
-mod loadbalancer;
+pub(crate) mod loadbalancer;
 mod node;
 
 use std::net::IpAddr;
