@@ -421,40 +421,104 @@ fn retire_host(facts: &HostFacts, leftovers: &[Leftover]) -> Vec<Step> {
     steps
 }
 
+/// Whether Kubernetes runs on any host of the run (a kubelet is active): then running
+/// components loaded the old path and keep using it until they restart.
+fn kubernetes_runs(ready: &BTreeMap<&str, &HostFacts>) -> bool {
+    ready.values().any(|f| f.units.get(crate::node::unit::KUBELET).is_some_and(|u| u.is_active()))
+}
+
+/// The phase that rewrites a file under /etc/kubernetes/ (kubeconfigs embed keys: pki).
+fn kube_file_phase(path: &str) -> super::Phase {
+    if super::pki::owns(path) {
+        super::Phase::Pki
+    } else if super::addons::owns(path) {
+        super::Phase::Addons
+    } else {
+        super::Phase::ControlPlane
+    }
+}
+
 /// Why the old mode cannot be retired in this run, or `None`.
 pub(crate) fn still_in_use(
     input: PlanInput<'_>,
     ready: &BTreeMap<&str, &HostFacts>,
 ) -> Option<String> {
-    if !input.selection.contains(super::Phase::LoadBalancer) {
+    use super::Phase;
+    if !input.selection.contains(Phase::LoadBalancer) {
         return Some("the loadbalancer phase is not selected".into());
     }
     if let Some(h) = input.cluster.hosts.iter().find(|h| !ready.contains_key(h.name.as_str())) {
         return Some(format!("{} does not take part in this run", h.name));
     }
-    let rewrites = [super::Phase::ControlPlane, super::Phase::Workers, super::Phase::Addons]
+    // Running kubelets, static pods and kube-proxy loaded the old path: only a run that
+    // restarts them onto the new one (control-plane, workers, addons) may retire it.
+    let restarts = [Phase::ControlPlane, Phase::Workers, Phase::Addons]
         .iter()
         .all(|p| input.selection.contains(*p));
-    if rewrites {
-        return None;
+    if kubernetes_runs(ready) && !restarts {
+        return Some("Kubernetes runs and this run does not restart it onto the new path".into());
     }
     for (&host, &facts) in ready {
         for (path, file) in input.tree.hosts.get(host).into_iter().flatten() {
             let names_endpoint =
                 path.starts_with("/etc/kubernetes/") && !path.starts_with("/etc/kubernetes/pki/");
+            if !names_endpoint || input.selection.contains(kube_file_phase(path)) {
+                continue;
+            }
             let stale = facts
                 .files
                 .get(path)
                 .and_then(|f| f.sha256())
                 .is_some_and(|sha| sha != super::files::sha256_hex(&file.contents));
-            if names_endpoint && stale {
+            if stale {
                 return Some(format!(
-                    "{host}'s {path} still has to change (its phase is not selected)"
+                    "{host}'s {path} still names the old path (its phase is not selected)"
                 ));
             }
         }
     }
     None
+}
+
+/// With Kubernetes running: kube-proxy reads its API server from a ConfigMap at start only,
+/// so its DaemonSets are restarted (and awaited) through the first control plane before the
+/// old path goes.
+fn restart_kube_proxy(input: PlanInput<'_>) -> Vec<SequencedStep> {
+    use super::control_plane::{ADMIN_CONF, KUBECTL};
+    let Some(applier) = super::addons::applier(input) else { return Vec::new() };
+    let Ok(servers) = crate::render::configs::addons::kube_proxy_servers(input.cluster) else {
+        return Vec::new();
+    };
+    let kubectl = |args: &[&str]| -> Vec<String> {
+        [KUBECTL, "--kubeconfig", ADMIN_CONF, "-n", "kube-system"]
+            .iter()
+            .chain(args)
+            .map(|a| a.to_string())
+            .collect()
+    };
+    let mut out = Vec::new();
+    for s in servers {
+        let ds = format!("daemonset/{}", s.name);
+        out.push(SequencedStep {
+            host: applier.name.clone(),
+            step: Step::Run(Run {
+                argv: kubectl(&["rollout", "restart", &ds]),
+                unless: None,
+                why: "kube-proxy reads its API server at start: onto the new path".into(),
+            }),
+        });
+        out.push(SequencedStep {
+            host: applier.name.clone(),
+            step: Step::Gate(Gate {
+                what: format!("{} restarted on every node", s.name),
+                argv: kubectl(&["rollout", "status", &ds, "--timeout=60s"]),
+                across: None,
+                attempts: 5,
+                interval_ms: 1000,
+            }),
+        });
+    }
+    out
 }
 
 /// Gate that `host` reaches the API through the new path: its local haproxy (node-local),
@@ -515,6 +579,9 @@ pub(crate) fn retire(
         .iter()
         .map(|h| SequencedStep { host: h.name.clone(), step: Step::Gate(new_path_gate(input, h)) })
         .collect();
+    if kubernetes_runs(ready) {
+        out.extend(restart_kube_proxy(input));
+    }
     out.extend(teardown);
     out
 }

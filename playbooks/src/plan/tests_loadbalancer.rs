@@ -550,12 +550,35 @@ fn the_old_path_stays_while_a_kubeconfig_still_names_it_or_a_host_is_not_in_the_
     assert!(sequence_labels(&plan, Phase::LoadBalancer).is_empty(), "nothing retired");
     assert!(!labels(&plan, Phase::LoadBalancer, "worker2").is_empty(), "the new path still comes");
     // With the phases that rewrite it selected, the retirement moves to the end of the run.
-    let all = [Phase::LoadBalancer, Phase::ControlPlane, Phase::Workers, Phase::Addons];
+    let all = [Phase::Pki, Phase::LoadBalancer, Phase::ControlPlane, Phase::Workers, Phase::Addons];
     let plan = plan_with(&local, &tree, &facts, Some(&applied), &all);
     assert!(sequence_labels(&plan, Phase::LoadBalancer).is_empty());
     let end = sequence_labels(&plan, Phase::Addons);
     assert_gated_before_removed(&end);
     assert!(end.contains(&"cp2: systemctl stop keepalived.service".to_string()), "{end:#?}");
+    assert!(!end.iter().any(|l| l.contains("rollout")), "no Kubernetes runs: {end:#?}");
+    // A running kubelet loaded the old path: a run that does not restart Kubernetes onto the
+    // new path keeps the old one; a full run restarts kube-proxy (which reads its server at
+    // start only) and waits for it before anything goes.
+    if let Some(Ok(f)) = facts.get_mut("worker1") {
+        f.units.insert(
+            "kubelet.service".into(),
+            UnitState { active: "active".into(), enabled: "enabled".into() },
+        );
+    }
+    let lb_and_pki = [Phase::Pki, Phase::LoadBalancer];
+    let plan = plan_with(&local, &tree, &facts, Some(&applied), &lb_and_pki);
+    assert!(sequence_labels(&plan, Phase::LoadBalancer).is_empty());
+    let plan = plan_with(&local, &tree, &facts, Some(&applied), &all);
+    let end = sequence_labels(&plan, Phase::Addons);
+    assert_gated_before_removed(&end);
+    let restart = end.iter().position(|l| l.contains("rollout restart daemonset/kube-proxy"));
+    let first_stop = end.iter().position(|l| l.contains("systemctl stop"));
+    assert!(restart.is_some() && restart < first_stop, "{end:#?}");
+    assert!(end.iter().any(|l| l.contains("wait: kube-proxy restarted on every node")));
+    if let Some(Ok(f)) = facts.get_mut("worker1") {
+        f.units.remove("kubelet.service");
+    }
     // A host that is not in the run (unreachable) may still use the old path.
     if let Some(Ok(f)) = facts.get_mut("worker2") {
         f.files.remove("/etc/kubernetes/kubelet.conf");
