@@ -1,7 +1,10 @@
 //! End-to-end test of a load-balancer mode switch on lab machines (issue 14 item 4): a
 //! 3-control-plane + 1-worker lab applied `--until loadbalancer` with keepalived-haproxy, a
 //! stand-in TLS server (`openssl s_server -www`, started as a transient unit over the lab's
-//! ssh) on each control plane's address at the API port; then the spec switched to node-local
+//! ssh) on each control plane's address at the API port (stopped while an apply brings haproxy
+//! up on the control planes: preflight's port check counts listeners by port, and haproxy's
+//! 6443 would count as taken by a process that is not haproxy, nor the kubelet that will run
+//! the apiserver); then the spec switched to node-local
 //! and applied, and back to keepalived-haproxy and applied. After each switch every node
 //! reaches a control plane's API port through the new path (the VIP, or the worker's local
 //! haproxy on 127.0.0.1), nothing of the old mode is left running, enabled or on disk (units,
@@ -41,6 +44,7 @@ fn start_standin(m: &Machine, addr: &str) {
         "set -e; cd /root; \
          openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
            -subj /CN=standin-{host} -keyout standin.key -out standin.crt 2>/dev/null; \
+         systemctl reset-failed {STANDIN} 2>/dev/null || true; \
          systemd-run --unit={STANDIN} openssl s_server -quiet -www -accept {addr}:6443 \
            -cert /root/standin.crt -key /root/standin.key",
         host = m.host
@@ -130,12 +134,12 @@ fn keepalived_haproxy_to_node_local_and_back_leaves_nothing_of_the_old_mode() {
     let cps: Vec<&Machine> = all.iter().filter(|m| m.host.starts_with("cp")).collect();
     let worker = all.iter().find(|m| m.host == "w1").expect("w1");
     assert_eq!(cps.len(), 3);
-    for m in &cps {
-        start_standin(m, &address(&keepalived_spec, &m.host));
-    }
 
     // keepalived-haproxy: every node reaches a stand-in through the VIP.
     lab.ok(&apply);
+    for m in &cps {
+        start_standin(m, &address(&keepalived_spec, &m.host));
+    }
     let through_vip = format!("{vip}:6443");
     for m in &all {
         reaches(m, &through_vip).unwrap();
@@ -166,8 +170,14 @@ fn keepalived_haproxy_to_node_local_and_back_leaves_nothing_of_the_old_mode() {
     // → back to keepalived-haproxy.
     let started = Instant::now();
     std::fs::write(&lab.spec, &keepalived_spec).unwrap();
+    for m in &cps {
+        m.ssh_ok(&format!("systemctl stop {STANDIN}"));
+    }
     lab.ok(&apply);
     eprintln!("switch back to keepalived-haproxy applied in {:.1?}", started.elapsed());
+    for m in &cps {
+        start_standin(m, &address(&keepalived_spec, &m.host));
+    }
     for m in &all {
         reaches(m, &through_vip).unwrap();
     }

@@ -219,12 +219,17 @@ fn host_checks(input: PlanInput<'_>, host: &Host, facts: &HostFacts) -> Vec<Prob
     let held_by_owner = |port: u16| {
         ports
             .iter()
-            .filter(|(p, _, _)| *p == port)
-            .any(|(_, _, owner)| facts.units.get(*owner).is_some_and(|u| u.is_active()))
+            .filter(|(p, _, _, _)| *p == port)
+            .any(|(_, _, owner, _)| facts.units.get(*owner).is_some_and(|u| u.is_active()))
     };
     let mut reported = std::collections::BTreeSet::new();
-    for &(port, what, owner) in &ports {
-        if facts.listening_ports.contains(&port) && !held_by_owner(port) && reported.insert(port) {
+    for &(port, what, owner, phases) in &ports {
+        let needed = phases.iter().any(|p| input.selection.contains(*p));
+        if needed
+            && facts.listening_ports.contains(&port)
+            && !held_by_owner(port)
+            && reported.insert(port)
+        {
             problems.push(problem(
                 "ports",
                 format!("port {port} ({what}) is already in use, and not by {owner}"),
@@ -236,22 +241,30 @@ fn host_checks(input: PlanInput<'_>, host: &Host, facts: &HostFacts) -> Vec<Prob
     problems
 }
 
-/// The ports a host will need, what uses them, and the unit that owns them once kubeforge has
-/// set the host up (a port held by its own owner is not a conflict: this is a re-run).
-fn ports_for(input: PlanInput<'_>, host: &Host) -> Vec<(u16, &'static str, &'static str)> {
+/// The ports a host will need, what uses them, the unit that owns them once kubeforge has
+/// set the host up (a port held by its own owner is not a conflict: this is a re-run), and the
+/// phases that start what listens there. Kubernetes' own ports are checked only when a kubelet
+/// phase is selected, like the node name: `apply --until loadbalancer` starts no apiserver, so
+/// a process on 6443 (a stand-in behind haproxy) is no conflict for it, and the first run that
+/// starts Kubernetes checks them. etcd's and haproxy's ports are checked in every run.
+fn ports_for(
+    input: PlanInput<'_>,
+    host: &Host,
+) -> Vec<(u16, &'static str, &'static str, &'static [Phase])> {
+    const KUBELET: &[Phase] = &[Phase::ControlPlane, Phase::Workers];
     let cluster = input.cluster;
     let mut ports = Vec::new();
     if host.is_control_plane() {
-        ports.push((APISERVER_PORT, "kube-apiserver", unit::KUBELET));
-        ports.push((CONTROLLER_MANAGER_PORT, "kube-controller-manager", unit::KUBELET));
-        ports.push((SCHEDULER_PORT, "kube-scheduler", unit::KUBELET));
+        ports.push((APISERVER_PORT, "kube-apiserver", unit::KUBELET, KUBELET));
+        ports.push((CONTROLLER_MANAGER_PORT, "kube-controller-manager", unit::KUBELET, KUBELET));
+        ports.push((SCHEDULER_PORT, "kube-scheduler", unit::KUBELET, KUBELET));
     }
     if cluster.etcd_members().any(|m| m.name == host.name) {
-        ports.push((ETCD_CLIENT_PORT, "etcd clients", unit::ETCD));
-        ports.push((ETCD_PEER_PORT, "etcd peers", unit::ETCD));
+        ports.push((ETCD_CLIENT_PORT, "etcd clients", unit::ETCD, &Phase::ALL));
+        ports.push((ETCD_PEER_PORT, "etcd peers", unit::ETCD, &Phase::ALL));
     }
     if host.runs_kubelet() {
-        ports.push((KUBELET_PORT, "kubelet", unit::KUBELET));
+        ports.push((KUBELET_PORT, "kubelet", unit::KUBELET, KUBELET));
     }
     let lb_port = cluster.control_plane_endpoint.as_ref().map(|e| e.port);
     let runs_haproxy = match cluster.load_balancer.mode {
@@ -260,7 +273,7 @@ fn ports_for(input: PlanInput<'_>, host: &Host) -> Vec<(u16, &'static str, &'sta
         LoadBalancerMode::External | LoadBalancerMode::None => false,
     };
     if let (Some(port), true) = (lb_port, runs_haproxy) {
-        ports.push((port, "haproxy (API load balancer)", unit::HAPROXY));
+        ports.push((port, "haproxy (API load balancer)", unit::HAPROXY, &Phase::ALL));
     }
     ports
 }
