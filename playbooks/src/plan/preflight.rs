@@ -375,7 +375,7 @@ mod tests {
     };
     use crate::facts::HostFacts;
     use crate::model::{ArtifactSource, Cluster, Role};
-    use crate::node::unit;
+    use crate::node::{APISERVER_PORT, ETCD_PEER_PORT, unit};
 
     const CP: &[Role] = &[Role::ControlPlane];
     const WORKER: &[Role] = &[Role::Worker];
@@ -547,6 +547,29 @@ mod tests {
             );
         }
         assert!(problems_of(&c, &facts, &inventory, Phase::Workers, "node-name").is_empty());
+    }
+
+    #[test]
+    fn kubernetes_ports_are_checked_only_by_runs_that_start_kubernetes() {
+        let (c, mut facts, inventory) = lab();
+        if let Some(Ok(f)) = facts.get_mut("cp1") {
+            f.listening_ports.insert(APISERVER_PORT);
+            f.listening_ports.insert(ETCD_PEER_PORT);
+        }
+        let ports = |until| -> Vec<String> {
+            problems_of(&c, &facts, &inventory, until, "ports")
+                .into_values()
+                .flatten()
+                .map(|p| p.message)
+                .collect()
+        };
+        // etcd's ports are checked in every run; the apiserver's only with a kubelet phase.
+        assert_eq!(
+            ports(Phase::LoadBalancer),
+            ["port 2380 (etcd peers) is already in use, and not by etcd.service"]
+        );
+        let all = ports(Phase::ControlPlane);
+        assert!(all.iter().any(|m| m.starts_with("port 6443 (kube-apiserver)")), "{all:?}");
     }
 
     #[test]
