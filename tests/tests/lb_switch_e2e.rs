@@ -10,8 +10,9 @@
 //! haproxy on 127.0.0.1), nothing of the old mode is left running, enabled or on disk (units,
 //! configs, keepalived's drop-in and interface script, the non-local bind sysctl, restart
 //! records), no machine holds the VIP in node-local mode, and a second plan says
-//! "No changes.". Finally an etcd topology change is refused before anything changes: the
-//! applied record and the hosts' files stay byte for byte. Needs root and the lab's tools;
+//! "No changes.". Finally an etcd topology change (stacked → external, w1 made the etcd host)
+//! is refused before anything changes: the state dir's record, PKI and secrets and the hosts'
+//! managed files stay byte for byte. Needs root and the lab's tools;
 //! runs only with KUBEFORGE_E2E=1. The lab's name carries the pid and the lab is always
 //! brought down.
 
@@ -189,19 +190,36 @@ fn keepalived_haproxy_to_node_local_and_back_leaves_nothing_of_the_old_mode() {
     assert_eq!(cps.iter().filter(|m| holds(m, &vip)).count(), 1);
     lab.assert_converged(UNTIL);
 
-    // An etcd topology change is refused before anything changes.
-    let record = lab.dir.path().join(".kubeforge").join(&lab.name).join("applied.json");
-    let record_before = std::fs::read(&record).unwrap();
+    // An etcd topology change (w1 made the external etcd host) is refused before anything
+    // changes: the state dir's record, PKI and secrets and every host's managed files stay.
+    let state = lab.dir.path().join(".kubeforge").join(&lab.name);
+    let state_before = state_digest(&state);
     let before: Vec<String> = all.iter().map(digests).collect();
-    let mut external = keepalived_spec.replace("topology: stacked", "topology: external");
-    external = external.replace("roles: [control-plane]", "roles: [control-plane, etcd]");
+    let external = keepalived_spec
+        .replace("topology: stacked", "topology: external")
+        .replace("roles: [worker]", "roles: [etcd]");
+    assert!(external.contains("roles: [etcd]"), "{external}");
     std::fs::write(&lab.spec, &external).unwrap();
     let refused = lab.run(&apply);
     let said = text(&refused);
     assert!(!refused.status.success(), "{said}");
     assert!(said.contains("etcd topology change refused (stacked → external"), "{said}");
-    assert_eq!(std::fs::read(&record).unwrap(), record_before, "applied.json unchanged");
+    assert!(said.contains("Set `spec.etcd.topology` back to `stacked`"), "{said}");
+    assert_eq!(state_digest(&state), state_before, "state dir unchanged");
     let after: Vec<String> = all.iter().map(digests).collect();
     assert_eq!(after, before, "no host changed");
     std::fs::write(&lab.spec, &keepalived_spec).unwrap();
+    lab.assert_converged(UNTIL);
+}
+
+/// The state dir's applied record, PKI and secrets, as `sha256  path` lines.
+fn state_digest(state: &std::path::Path) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("find applied.json secrets.json pki -type f | sort | xargs sha256sum")
+        .current_dir(state)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
