@@ -46,8 +46,9 @@ pub(crate) fn check(
             out.insert(name.to_string(), problems);
         }
     }
-    // Hostnames must be unique across the cluster: etcd member names and node names derive
-    // from them on kubeadm-style systems, and duplicate names confuse every tool.
+    // Hostnames must be unique across the cluster. kubeforge names nodes and etcd members after
+    // the spec, not the hostname, but machines that share a hostname are usually clones (same
+    // machine-id, same SSH host keys) and confuse every tool that does go by hostname.
     let mut by_hostname: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (&name, facts) in reachable {
         by_hostname.entry(facts.hostname.as_str()).or_default().push(name);
