@@ -549,7 +549,7 @@ fn new_path_gate(input: PlanInput<'_>, host: &Host) -> Gate {
             )
         }
         _ => (
-            format!("{} finished this run (the old path goes only when every host did)", host.name),
+            format!("{} came through this run (the old path goes only when every host did)", host.name),
             vec!["true".into()],
         ),
     };
