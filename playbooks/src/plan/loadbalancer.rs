@@ -549,7 +549,10 @@ fn new_path_gate(input: PlanInput<'_>, host: &Host) -> Gate {
             )
         }
         _ => (
-            format!("{} came through this run (the old path goes only when every host did)", host.name),
+            format!(
+                "{} came through this run (the old path goes only when every host did)",
+                host.name
+            ),
             vec!["true".into()],
         ),
     };
