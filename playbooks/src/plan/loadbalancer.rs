@@ -9,7 +9,10 @@
 //! running one, enables and starts both units, reloads haproxy on a config change (established
 //! connections survive) and restarts keepalived when its files change (it does not re-read its
 //! include on reload). Gates: haproxy active and listening on its bind address, keepalived
-//! active. Pure: decides from the tree and the host's facts; does no I/O.
+//! active. A changed mode retires the old one at the end of the run ([`retire`]): the new
+//! path gated from every host, then kubeforge's haproxy/keepalived that the new mode no longer
+//! has stopped, disabled and their files removed. Pure: decides from the tree, the host's facts
+//! and the applied record; does no I/O.
 
 use super::PlanInput;
 use super::files::{Wanted, put_file};
