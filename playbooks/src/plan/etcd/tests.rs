@@ -108,11 +108,13 @@ struct Sim {
     next_id: u64,
     /// Every etcd operation executed, as the plan's text shows it.
     ops: Vec<String>,
+    /// Members leadership was moved away from (before their removal).
+    moved_away: Vec<u64>,
 }
 
 impl Sim {
     fn new(facts: BTreeMap<String, HostProbe>) -> Sim {
-        Sim { facts, members: Vec::new(), next_id: 0x100, ops: Vec::new() }
+        Sim { facts, members: Vec::new(), next_id: 0x100, ops: Vec::new(), moved_away: Vec::new() }
     }
 
     fn observed(&self) -> Observed {
@@ -196,7 +198,15 @@ impl Sim {
                         assert!(m.healthy, "promoted before it started");
                         m.is_learner = false;
                     }
-                    EtcdAction::Remove { id, .. } => self.members.retain(|m| m.id != *id),
+                    EtcdAction::MoveLeader { id, .. } => self.moved_away.push(*id),
+                    EtcdAction::Remove { id, .. } => {
+                        let voter = self.members.iter().any(|m| m.id == *id && !m.is_learner);
+                        assert!(
+                            !voter || self.moved_away.contains(id),
+                            "voter {id:x} removed without moving leadership away first"
+                        );
+                        self.members.retain(|m| m.id != *id)
+                    }
                     EtcdAction::HealthGate { members, .. } => {
                         for name in members {
                             let ok = self.members.iter().any(|m| &m.name == name && m.healthy);
@@ -409,15 +419,17 @@ fn scale_in_removes_members_first_and_decommissions_hosts_still_in_the_spec() {
     assert_eq!(
         seq,
         [
+            "cp1: etcd: move leadership away from cp4 (104) if it leads",
             "cp1: etcd: member remove cp4 (104)",
             "cp1: etcd: wait until cp1,cp2,cp3 are healthy (up to 120 s)",
+            "cp1: etcd: move leadership away from cp5 (105) if it leads",
             "cp1: etcd: member remove cp5 (105)",
             "cp5: systemctl disable --now etcd.service",
             "cp5: sh -c mv -T /var/lib/etcd \"/var/lib/etcd.removed-$(date -u +%Y%m%dT%H%M%SZ)\"",
             "cp1: etcd: wait until cp1,cp2,cp3 are healthy (up to 120 s)",
         ]
     );
-    let Step::Etcd(remove) = &phase.sequence[0].step else { panic!() };
+    let Step::Etcd(remove) = &phase.sequence[1].step else { panic!() };
     assert!(remove.why.contains("no longer in the spec"), "{}", remove.why);
     assert_eq!(sim.converge(&three, &t3), 1);
     assert_eq!(sim.members.len(), 3);
