@@ -377,12 +377,25 @@ mod tests {
         let text = crate::plan::render_text(&plan);
         assert!(
             text.contains(
-                "  cp2 (10.0.0.12, control-plane; applied in generation 1): still runs etcd, \
-                 haproxy, with 3 managed file(s)"
+                "  cp2 (10.0.0.12, control-plane; applied in generation 1: etcd, haproxy, 3 \
+                 managed file(s))\n      NOT REACHED (no facts were gathered); nothing is done \
+                 on it but its removal from etcd. Left on it: etcd, haproxy, etcd's data in \
+                 /var/lib/etcd, 3 managed file(s)."
             ),
             "{text}"
         );
-        assert!(text.contains("kubeforge does not clean them up yet"), "{text}");
+        assert_eq!(
+            plan.departed[0].cleanup,
+            Cleanup::Unreachable {
+                reason: "no facts were gathered".into(),
+                left: vec![
+                    "etcd".into(),
+                    "haproxy".into(),
+                    "etcd's data in /var/lib/etcd".into(),
+                    "3 managed file(s)".into()
+                ],
+            }
+        );
         // Without a record (or with every host still in the spec) nothing is said.
         let none = crate::plan::plan(&Operation::Apply, input(None)).unwrap();
         assert!(none.departed.is_empty());

@@ -46,8 +46,13 @@ fn departed_lines(out: &mut String, plan: &Plan) {
                 "nothing of kubeforge is left on it; it leaves the record".to_string()
             }
             Cleanup::Unreachable { reason, left } => format!(
-                "NOT REACHED ({reason}); nothing is done on it but its removal from etcd. Left \
-                 on it: {}. Bring it back and apply again, or clean it by hand",
+                "NOT REACHED ({reason}); nothing is done on it{}. Left on it: {}. Bring it \
+                 back and apply again, or clean it by hand",
+                if d.services.iter().any(|s| s == "etcd") {
+                    " but its removal from etcd"
+                } else {
+                    ""
+                },
                 left.join(", ")
             ),
             Cleanup::Deferred { why } => format!("not cleaned by this run: {why}"),
