@@ -11,11 +11,12 @@
 //!    `crate::etcd_membership`; leadership moved to a member that stays first), then its etcd
 //!    is stopped and disabled and its data dir moved aside (never deleted).
 //! 2. `loadbalancer`: the hosts that stay get their load-balancer backends from the spec, which
-//!    no longer names the host.
-//! 3. At the end of the run (the last selected phase's ordered steps): a host whose kubelet runs
-//!    is drained and its Node deleted with kubectl on a control plane that stays; then its
-//!    teardown: kubelet, keepalived, haproxy (and etcd, when it was not a listed member) stopped
-//!    and disabled, every managed file removed, etcd's data dir moved aside.
+//!    no longer names the host (the phase's per-host steps). Then, first in the phase's ordered
+//!    steps: a host whose kubelet runs is drained and its Node deleted with kubectl on a control
+//!    plane that stays; then its teardown: kubelet, keepalived, haproxy (and etcd, when it was
+//!    not a listed member) stopped and disabled, every managed file removed, etcd's data dir
+//!    moved aside. Only then come the phase's VIP gates: exactly one control plane that stays
+//!    holds the VIP (a departed keepalived no longer competes for it) and the endpoint answers.
 //!
 //! A host that is not reached is named with what is left on it and nothing is done on it (its
 //! etcd member, if any, is still removed through the members that stay). A host is cleaned
@@ -97,7 +98,7 @@ fn drain_steps(node: &str) -> Vec<Step> {
     ]
 }
 
-/// Decides each departed host's cleanup and appends its steps to the last selected phase's
+/// Decides each departed host's cleanup and puts its steps first in the loadbalancer phase's
 /// ordered steps (see the module doc). Returns the hosts as the plan shows them.
 pub(crate) fn plan(
     input: PlanInput<'_>,
@@ -177,8 +178,8 @@ pub(crate) fn plan(
         }
         d.cleanup = Cleanup::Cleaned;
     }
-    if let Some(last) = phases.last_mut() {
-        last.sequence.extend(cleanup);
+    if let Some(lb) = phases.iter_mut().find(|p| p.phase == Phase::LoadBalancer) {
+        lb.sequence.splice(0..0, cleanup);
     }
     departed
 }

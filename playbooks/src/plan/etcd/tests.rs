@@ -868,7 +868,7 @@ fn hosts_that_left_the_spec_leave_etcd_first_then_are_cleaned_and_an_unreachable
     // The unreachable member is still removed, and the reason says what is left to do.
     let Step::Etcd(remove5) = &etcd.sequence[6].step else { panic!() };
     assert!(remove5.why.contains("cannot reach it"), "{}", remove5.why);
-    // At the end of the run (the last phase's ordered steps), cp4's teardown: haproxy and
+    // First in the loadbalancer phase's ordered steps, cp4's teardown: haproxy and
     // keepalived stopped and disabled, every file it was given removed; etcd was done above.
     let last = plan.phases.last().unwrap();
     assert_eq!(last.phase, Phase::LoadBalancer);
