@@ -107,6 +107,12 @@ fn removing_two_control_planes_one_leading_and_a_worker_cleans_them_in_one_apply
     // cp5 leads: removing it is what failed before leadership was moved first.
     rt.block_on(make_leader(&five, "cp5", &tls));
 
+    // What each removed host was given, as the record says.
+    let before = applied(&lab);
+    let given = |h: &str| -> Vec<String> {
+        before["hosts"][h]["files"].as_object().expect("files").keys().cloned().collect()
+    };
+    assert!(given("cp4").contains(&"/etc/haproxy/haproxy.cfg".to_string()));
     std::fs::write(&lab.spec, without_hosts(&five, &REMOVED)).expect("write the smaller spec");
     let plan = lab.ok(&["plan", "-f", &spec, "--until", UNTIL]);
     let shown = String::from_utf8_lossy(&plan.stdout).into_owned();
@@ -122,10 +128,11 @@ fn removing_two_control_planes_one_leading_and_a_worker_cleans_them_in_one_apply
     for h in REMOVED {
         let m = by_name(h);
         assert_eq!(running(m), Vec::<String>::new(), "{h} still runs: {shown}");
-        let left = m.ssh_ok(
-            "for f in /etc/haproxy/haproxy.cfg /etc/keepalived/keepalived.conf \
-             /etc/systemd/system/etcd.service; do test -e $f && echo $f; done; true",
-        );
+        let files = given(h);
+        assert!(!files.is_empty(), "{h} was given files");
+        let script: String =
+            files.iter().map(|f| format!("test -e '{f}' && echo '{f}';")).collect();
+        let left = m.ssh_ok(&format!("{script} true"));
         assert_eq!(left, "", "{h} keeps managed files");
     }
     for h in ["cp4", "cp5"] {

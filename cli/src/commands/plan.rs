@@ -232,7 +232,9 @@ fn departed_targets(
     let Some(template) = spec_targets.first() else { return Vec::new() };
     applied
         .hosts_and_departed()
-        .filter(|(name, _)| cluster.host(name).is_none())
+        .filter(|(name, host)| {
+            cluster.host(name).is_none() && !plan::departed_address_reused(cluster, host)
+        })
         .map(|(name, host)| {
             let mut target = template.clone();
             target.host = name.to_string();

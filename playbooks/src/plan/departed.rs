@@ -70,6 +70,25 @@ fn etcd_phase_decommissions(input: PlanInput<'_>, name: &str, host: &AppliedHost
         && observed.members.iter().any(|m| m.name == name || m.peer_urls.contains(&url))
 }
 
+/// The spec host that now has a departed host's address and SSH port, if any.
+fn reused_by<'c>(input: PlanInput<'c>, host: &AppliedHost) -> Option<&'c str> {
+    input
+        .cluster
+        .hosts
+        .iter()
+        .find(|h| h.address.to_string() == host.address && h.ssh.port == host.ssh_port)
+        .map(|h| h.name.as_str())
+}
+
+/// Whether a spec host now has this departed host's address and SSH port (the CLI does not
+/// reach it under its old name then).
+pub fn address_reused(cluster: &crate::model::Cluster, host: &AppliedHost) -> bool {
+    cluster
+        .hosts
+        .iter()
+        .any(|h| h.address.to_string() == host.address && h.ssh.port == host.ssh_port)
+}
+
 /// Drains `node` and deletes its Node object, run on a control plane that stays.
 fn drain_steps(node: &str) -> Vec<Step> {
     let kubectl = |args: &[&str]| -> Vec<String> {
@@ -121,6 +140,17 @@ pub(crate) fn plan(
         let Some((_, host)) = applied.hosts_and_departed().find(|(n, _)| *n == d.name) else {
             continue;
         };
+        // The machine at its old address is now a spec host (a machine given another name):
+        // it is not torn down.
+        if let Some(now) = reused_by(input, host) {
+            d.cleanup = Cleanup::Deferred {
+                why: format!(
+                    "its address {} now belongs to {now} in the spec: nothing is done there",
+                    host.address
+                ),
+            };
+            continue;
+        }
         let facts = match input.facts.get(&d.name) {
             Some(Ok(facts)) => facts,
             Some(Err(reason)) => {

@@ -32,7 +32,9 @@ use crate::facts::{HostFacts, ProbeRequest};
 use crate::model::{Cluster, Host};
 use crate::render::RenderTree;
 
-pub use departed::probe_request as departed_probe_request;
+pub use departed::{
+    address_reused as departed_address_reused, probe_request as departed_probe_request,
+};
 pub use etcd::EtcdPlanError;
 pub use observed::{EtcdObserved, MemberReport, Observed};
 pub use operation::{Operation, RestoreSnapshot};

@@ -91,7 +91,10 @@ fn departed_facts<'a>(input: PlanInput<'a>, name: &str) -> Option<&'a HostFacts>
     if input.cluster.host(name).is_some() {
         return None;
     }
-    input.applied?.hosts_and_departed().find(|(n, _)| *n == name)?;
+    let (_, host) = input.applied?.hosts_and_departed().find(|(n, _)| *n == name)?;
+    if super::super::departed_address_reused(input.cluster, host) {
+        return None;
+    }
     input.facts.get(name)?.as_ref().ok()
 }
 

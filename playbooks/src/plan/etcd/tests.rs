@@ -942,3 +942,42 @@ fn a_departed_host_is_cleaned_only_by_a_run_covering_etcd_and_the_load_balancer(
     let etcd = plan.phases.iter().find(|p| p.phase == Phase::Etcd).unwrap();
     assert!(etcd.sequence.iter().any(|s| s.step.label() == "etcd: member remove cp4 (104)"));
 }
+
+#[test]
+fn a_departed_hosts_old_address_now_used_by_a_spec_host_is_not_torn_down() {
+    use crate::applied::Cleanup;
+    let four = stacked(4);
+    let t4 = tree(&four);
+    let mut sim = Sim::new(fresh(&four, &t4));
+    sim.converge(&four, &t4);
+    let record = applied_record(&four, &t4);
+    // cp4's machine now serves as w1 (the spec gives w1 cp4's old address).
+    let mut three = stacked(3);
+    three.hosts.iter_mut().find(|h| h.name == "w1").unwrap().address = "10.0.0.14".parse().unwrap();
+    let t3 = tree(&three);
+    let artifacts = artifacts();
+    let observed = sim.observed();
+    let selection = PhaseSelection::new(
+        Some(Phase::LoadBalancer),
+        &[Phase::Preflight, Phase::Os, Phase::Runtime, Phase::Pki],
+    );
+    let input = PlanInput {
+        cluster: &three,
+        tree: &t3,
+        facts: &sim.facts,
+        artifacts: &artifacts,
+        selection: &selection,
+        observed: &observed,
+        applied: Some(&record),
+    };
+    assert!(departed_address_reused(&three, &record.hosts["cp4"]));
+    let plan = plan(&Operation::Apply, input).unwrap();
+    let cp4 = plan.departed.iter().find(|d| d.name == "cp4").unwrap();
+    let Cleanup::Deferred { why } = &cp4.cleanup else { panic!("{cp4:?}") };
+    assert!(why.contains("now belongs to w1"), "{why}");
+    let lb = plan.phases.iter().find(|p| p.phase == Phase::LoadBalancer).unwrap();
+    assert!(!lb.sequence.iter().any(|s| s.host == "cp4"), "nothing runs under cp4's name");
+    let etcd = plan.phases.iter().find(|p| p.phase == Phase::Etcd).unwrap();
+    assert!(!etcd.sequence.iter().any(|s| s.host == "cp4"), "its etcd is not stopped there");
+    assert!(etcd.sequence.iter().any(|s| s.step.label() == "etcd: member remove cp4 (104)"));
+}
