@@ -122,8 +122,11 @@ fn removing_two_control_planes_one_leading_and_a_worker_cleans_them_in_one_apply
     assert!(shown.contains("move leadership away from cp5"), "{shown}");
     assert!(shown.contains("cleaned by this run"), "{shown}");
 
+    let started = std::time::Instant::now();
     let out = lab.ok(&apply);
     let shown = text(&out);
+    eprintln!("{shown}");
+    eprintln!("{}: the removing apply took {:.1} s", lab.name, started.elapsed().as_secs_f64());
     rt.block_on(assert_etcd_members(&lab.spec_text(), &["cp1", "cp2", "cp3"], &tls));
     for h in REMOVED {
         let m = by_name(h);

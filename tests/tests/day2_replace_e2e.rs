@@ -1,8 +1,9 @@
 //! End-to-end test of replacing a failed control plane: 3 stacked control planes applied
 //! `--until loadbalancer` (keepalived-haproxy; the lab's worker machine is left out of the spec
 //! and stays blank); cp3 is powered off for good (`lab stop`); the spec gives the name cp3 the
-//! blank machine's address (its host key is already in the lab's known_hosts: the host-key
-//! step of the procedure) and `apply` removes the dead member and joins the new machine as a
+//! blank machine's address; the host-key step (`ssh-keygen -R cp3` on the known_hosts file:
+//! the dead machine's key is bound to the name; the new machine's key is known at its address)
+//! is needed, and then `apply` removes the dead member and joins the new machine as a
 //! learner: etcd is back to 3 healthy voters with cp3 at its new address, a writer running
 //! through it all loses nothing, and a second plan says "No changes.". Needs root and the lab's
 //! tools; runs only with KUBEFORGE_E2E=1. The lab's name carries the pid and the lab is always
@@ -81,6 +82,23 @@ fn a_powered_off_control_plane_is_replaced_by_a_new_machine_under_its_name() {
     );
     assert!(replaced.contains(&format!("address: {spare}")), "{replaced}");
     std::fs::write(&lab.spec, &replaced).expect("write the spec");
+    // The host-key step: the dead machine's key, bound to the name cp3, goes; the new machine's
+    // key is known at its address (here from `lab up`; elsewhere: ssh-keyscan, checked against
+    // the machine's console, or hostKeyPolicy accept-new).
+    let known_hosts = replaced
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("knownHostsFile:"))
+        .and_then(|v| v.split('#').next())
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .expect("the lab spec names its known_hosts file");
+    let refused = lab.run(&["plan", "-f", &spec, "--until", UNTIL]);
+    assert!(!refused.status.success(), "the old key bound to cp3 is refused first");
+    assert!(text(&refused).contains("ssh-keygen -R 'cp3'"), "{}", text(&refused));
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-R", "cp3", "-f", &known_hosts])
+        .output()
+        .expect("run ssh-keygen");
+    assert!(out.status.success(), "ssh-keygen -R: {}", String::from_utf8_lossy(&out.stderr));
     let plan = lab.ok(&["plan", "-f", &spec, "--until", UNTIL]);
     let shown = String::from_utf8_lossy(&plan.stdout).into_owned();
     let removal = shown.find("member remove cp3").unwrap_or_else(|| panic!("{shown}"));
