@@ -981,3 +981,80 @@ fn a_departed_hosts_old_address_now_used_by_a_spec_host_is_not_torn_down() {
     assert!(!etcd.sequence.iter().any(|s| s.host == "cp4"), "its etcd is not stopped there");
     assert!(etcd.sequence.iter().any(|s| s.step.label() == "etcd: member remove cp4 (104)"));
 }
+
+#[test]
+fn a_departed_node_whose_kubelet_runs_is_drained_from_a_staying_control_plane_first() {
+    use crate::applied::Cleanup;
+    let three = stacked(3);
+    let mut with_w2 = three.clone();
+    let mut w2 = three.host("w1").unwrap().clone();
+    w2.name = "w2".into();
+    w2.address = "10.0.0.52".parse().unwrap();
+    with_w2.hosts.push(w2);
+    let mut t = tree(&with_w2);
+    let file = |s: &str| NodeFile { contents: s.as_bytes().to_vec(), mode: 0o644, secret: false };
+    t.insert("w2", "/etc/systemd/system/kubelet.service", file("[Service]\n")).unwrap();
+    let mut sim = Sim::new(fresh(&with_w2, &t));
+    sim.converge(&with_w2, &t);
+    let record = applied_record(&with_w2, &t);
+    {
+        let w2 = sim.host("w2");
+        let up = UnitState { active: "active".into(), enabled: "enabled".into() };
+        w2.units.insert("kubelet.service".into(), up);
+        w2.files.insert(
+            "/etc/systemd/system/kubelet.service".into(),
+            present_file(b"[Service]\n", 0o644),
+        );
+    }
+    let t3 = tree(&three);
+    let artifacts = artifacts();
+    let observed = sim.observed();
+    let plan_with = |selection: &PhaseSelection| {
+        let input = PlanInput {
+            cluster: &three,
+            tree: &t3,
+            facts: &sim.facts,
+            artifacts: &artifacts,
+            selection,
+            observed: &observed,
+            applied: Some(&record),
+        };
+        plan(&Operation::Apply, input).unwrap()
+    };
+    // Without the control-plane phase there is no kubectl to drain it: not cleaned yet.
+    let until_lb = PhaseSelection::new(
+        Some(Phase::LoadBalancer),
+        &[Phase::Preflight, Phase::Os, Phase::Runtime, Phase::Pki],
+    );
+    let p = plan_with(&until_lb);
+    assert!(matches!(p.departed[0].cleanup, Cleanup::Deferred { .. }), "{:?}", p.departed);
+    // With it: drained and its Node deleted on cp1, then the kubelet stopped on w2.
+    let through_cp = PhaseSelection::new(
+        Some(Phase::ControlPlane),
+        &[Phase::Preflight, Phase::Os, Phase::Runtime, Phase::Pki],
+    );
+    let p = plan_with(&through_cp);
+    assert_eq!(p.departed[0].cleanup, Cleanup::Cleaned);
+    let lb = p.phases.iter().find(|ph| ph.phase == Phase::LoadBalancer).unwrap();
+    let seq: Vec<String> =
+        lb.sequence.iter().map(|s| format!("{}: {}", s.host, s.step.label())).collect();
+    let k = "/usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf";
+    assert_eq!(
+        seq[..4],
+        [
+            format!(
+                "cp1: {k} drain w2 --ignore-daemonsets --delete-emptydir-data --force \
+                 --timeout=300s"
+            ),
+            format!("cp1: {k} delete node w2 --ignore-not-found"),
+            "w2: systemctl stop kubelet.service".to_string(),
+            "w2: sh -c command -v crictl >/dev/null || exit 0; test -S \
+             /run/containerd/containerd.sock || exit 0; crictl rmp --force --all"
+                .to_string(),
+        ],
+        "{seq:#?}"
+    );
+    let Step::Run(drain) = &lb.sequence[0].step else { panic!() };
+    let unless = drain.unless.as_ref().unwrap().join(" ");
+    assert!(unless.ends_with("get node w2 2>&1 | grep -q NotFound"), "{unless}");
+}
