@@ -75,6 +75,9 @@ pub struct RunOutcome<'a> {
     pub tree: &'a RenderTree,
     pub operation: &'a str,
     pub phases: Vec<String>,
+    /// Hosts that left the spec and that the run cleaned (`Plan::departed_cleaned`): the
+    /// record forgets them.
+    pub departed_cleaned: Vec<String>,
 }
 
 /// Records the run's generation when it succeeded; otherwise leaves the previous one (see the
@@ -86,7 +89,7 @@ pub fn after_run(state_root: &Path, outcome: RunOutcome<'_>) -> miette::Result<O
     let state = crate::state::StateDir::open(state_root)?;
     let _lock = state.lock()?;
     let previous = load(state_root)?;
-    let next = Applied::next(
+    let mut next = Applied::next(
         previous.as_ref(),
         outcome.cluster,
         outcome.tree,
@@ -95,6 +98,7 @@ pub fn after_run(state_root: &Path, outcome: RunOutcome<'_>) -> miette::Result<O
         now_rfc3339(),
         sha256_hex,
     );
+    next.forget_departed(&outcome.departed_cleaned);
     write(state_root, &next)?;
     Ok(Some(next))
 }
@@ -179,7 +183,14 @@ mod tests {
     }
 
     fn outcome<'a>(c: &'a Cluster, t: &'a RenderTree, succeeded: bool) -> RunOutcome<'a> {
-        RunOutcome { succeeded, cluster: c, tree: t, operation: "apply", phases: vec![] }
+        RunOutcome {
+            succeeded,
+            cluster: c,
+            tree: t,
+            operation: "apply",
+            phases: vec![],
+            departed_cleaned: vec![],
+        }
     }
 
     #[test]

@@ -37,7 +37,8 @@ pub struct Applied {
     pub phases: Vec<String>,
     pub hosts: BTreeMap<String, AppliedHost>,
     /// Hosts an earlier generation applied that later left the spec, kept with what they were
-    /// last given (kubeforge does not clean them up yet), until they are back in the spec.
+    /// last given until an apply has cleaned them (`apply` reaches them at this address) or
+    /// they are back in the spec.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub departed: BTreeMap<String, LeftHost>,
 }
@@ -89,7 +90,7 @@ impl AppliedHost {
     }
 }
 
-/// What changed about a host since the last applied generation, as the plan shows it.
+/// A host that left the spec since the last applied generation, as the plan shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DepartedHost {
@@ -98,9 +99,36 @@ pub struct DepartedHost {
     pub roles: Vec<String>,
     /// The generation the host was last applied in.
     pub generation: u64,
-    /// What kubeforge put there that still runs (it does not clean departed hosts yet).
+    /// What kubeforge put there (its services, from the files it was given).
     pub services: Vec<String>,
     pub managed_files: usize,
+    /// What this plan does about it.
+    pub cleanup: Cleanup,
+}
+
+/// What a plan does about a host that left the spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Cleanup {
+    /// Not decided (a plan made without the departed hosts' facts).
+    #[serde(rename = "none")]
+    Undecided,
+    /// Cleaned by this run (steps planned); it leaves the record once the run succeeds.
+    Cleaned,
+    /// Reached, and nothing of kubeforge is left on it: it leaves the record.
+    AlreadyClean,
+    /// Not reached at its last address: nothing is done on it but its removal from etcd;
+    /// `left` is what still runs or lies there.
+    Unreachable { reason: String, left: Vec<String> },
+    /// Reached, but this run does not clean it (`why`); a later apply does.
+    Deferred { why: String },
+}
+
+impl Cleanup {
+    /// The host holds nothing of kubeforge once the run succeeds.
+    pub fn leaves_record(&self) -> bool {
+        matches!(self, Cleanup::Cleaned | Cleanup::AlreadyClean)
+    }
 }
 
 fn load_balancer_name(mode: LoadBalancerMode) -> &'static str {
@@ -190,8 +218,20 @@ impl Applied {
         next
     }
 
+    /// Every host this record knows, applied in this generation or departed earlier, with
+    /// what it was last given.
+    pub fn hosts_and_departed(&self) -> impl Iterator<Item = (&str, &AppliedHost)> {
+        let now = self.hosts.iter().map(|(n, h)| (n.as_str(), h));
+        now.chain(self.departed.iter().map(|(n, l)| (n.as_str(), &l.host)))
+    }
+
+    /// Forgets departed hosts that a successful run cleaned (`names`).
+    pub fn forget_departed(&mut self, names: &[String]) {
+        self.departed.retain(|name, _| !names.contains(name));
+    }
+
     /// Hosts applied in this or an earlier generation that `cluster` no longer has, in name
-    /// order.
+    /// order (their cleanup not yet decided: the planner decides it from their facts).
     pub fn departed(&self, cluster: &Cluster) -> Vec<DepartedHost> {
         let now = self.hosts.iter().map(|(n, h)| (n, h, self.generation));
         let earlier = self.departed.iter().map(|(n, l)| (n, &l.host, l.last_generation));
@@ -205,6 +245,7 @@ impl Applied {
                 generation,
                 services: h.services().into_iter().map(String::from).collect(),
                 managed_files: h.files.len(),
+                cleanup: Cleanup::Undecided,
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -336,12 +377,25 @@ mod tests {
         let text = crate::plan::render_text(&plan);
         assert!(
             text.contains(
-                "  cp2 (10.0.0.12, control-plane; applied in generation 1): still runs etcd, \
-                 haproxy, with 3 managed file(s)"
+                "  cp2 (10.0.0.12, control-plane; applied in generation 1: etcd, haproxy, 3 \
+                 managed file(s))\n      NOT REACHED (no facts were gathered); nothing is done \
+                 on it but its removal from etcd. Left on it: etcd, haproxy, etcd's data in \
+                 /var/lib/etcd, 3 managed file(s)."
             ),
             "{text}"
         );
-        assert!(text.contains("kubeforge does not clean them up yet"), "{text}");
+        assert_eq!(
+            plan.departed[0].cleanup,
+            Cleanup::Unreachable {
+                reason: "no facts were gathered".into(),
+                left: vec![
+                    "etcd".into(),
+                    "haproxy".into(),
+                    "etcd's data in /var/lib/etcd".into(),
+                    "3 managed file(s)".into()
+                ],
+            }
+        );
         // Without a record (or with every host still in the spec) nothing is said.
         let none = crate::plan::plan(&Operation::Apply, input(None)).unwrap();
         assert!(none.departed.is_empty());

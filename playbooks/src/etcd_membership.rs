@@ -13,6 +13,10 @@
 //!   learner does not vote, so adding it cannot cost quorum; etcd allows one learner at a time.
 //! * Healthy members that the spec drops are removed last, one at a time, each before its host
 //!   is torn down ([`Step::Decommission`] follows its [`Step::Remove`]).
+//! * A member that does not answer and whose name the spec gives a new address (a dead machine
+//!   replaced by a new one under the same name) is an unhealthy member the spec drops plus a
+//!   new member: removed first, then the new machine joins as a learner. A member that still
+//!   answers is never moved to another address (refused, with the way to do it).
 //! * One apply removes at most `max(1, n - quorum(n))` of the `n` current voting members, so
 //!   the members that stay always form a majority of the cluster they came from; removing 2 of
 //!   3 at once is refused (remove one per apply).
@@ -108,8 +112,10 @@ pub enum MembershipError {
     )]
     TooManyRemovals { removing: Vec<String>, voting: usize, max: usize },
     #[error(
-        "etcd member {name} has peer URL {current} but the spec wants {desired}; kubeforge does \
-         not move members: remove the host from the spec, apply, then add it back"
+        "etcd member {name} has peer URL {current} but the spec wants {desired}, and the member \
+         at {current} still answers; kubeforge replaces only a member that is gone (its machine \
+         powered off for good). To move a running member: remove the host from the spec, apply, \
+         then add it back with its new address"
     )]
     PeerUrlChanged { name: String, current: String, desired: String },
     #[error(
@@ -227,11 +233,13 @@ pub fn plan_membership(
     }
 
     // Pair each current member with the desired member it is (same peer URL, else same name).
+    // A member that does not answer and whose name the spec gives another address is a dead
+    // machine being replaced: it pairs with nothing, so it is removed (costing no vote) before
+    // the new machine joins under its name as a learner.
     let desired_of = |c: &CurrentMember| -> Option<&DesiredMember> {
-        desired
-            .iter()
-            .find(|d| c.peer_urls.contains(&d.peer_url))
-            .or_else(|| desired.iter().find(|d| !c.name.is_empty() && d.name == c.name))
+        desired.iter().find(|d| c.peer_urls.contains(&d.peer_url)).or_else(|| {
+            desired.iter().find(|d| !c.name.is_empty() && d.name == c.name && c.healthy)
+        })
     };
     for c in current {
         if let Some(d) = desired_of(c)
@@ -585,6 +593,51 @@ mod tests {
             Err(MembershipError::DuplicateDesired { name: "m1".into() })
         );
         assert_eq!(plan_membership(&current, &[]), Err(MembershipError::NoDesiredMembers));
+    }
+
+    #[test]
+    fn a_dead_member_given_a_new_address_is_removed_then_joins_anew_one_at_a_time() {
+        // m3's machine died; the spec gives the name m3 a new machine (new address).
+        let current = [voter(1, true), voter(2, true), voter(3, false)];
+        let desired = [want(1), want(2), DesiredMember { name: "m3".into(), peer_url: url(9) }];
+        let steps = plan_membership(&current, &desired).unwrap();
+        assert_eq!(
+            names(&steps),
+            [
+                "remove member m3 (103)",
+                "decommission m3",
+                "wait until m1,m2 are healthy",
+                "add m3 (https://10.0.0.9:2380) as learner",
+                "start m3 with initial-cluster-state=existing",
+                "wait until m1,m2,m3 are healthy",
+                "promote m3",
+                "wait until m1,m2,m3 are healthy",
+            ]
+        );
+        check_plan(&current, &desired, &steps);
+        // Five members, the dead one among them: the same, and never two learners.
+        let current: Vec<_> = (1..=5).map(|i| voter(i, i != 4)).collect();
+        let mut desired: Vec<_> = (1..=5).map(want).collect();
+        desired[3].peer_url = url(14);
+        let steps = plan_membership(&current, &desired).unwrap();
+        assert_eq!(steps[0], Step::Remove { name: "m4".into(), id: 0x104 });
+        check_plan(&current, &desired, &steps);
+    }
+
+    #[test]
+    fn a_member_that_still_answers_is_not_moved_to_a_new_address() {
+        let current = [voter(1, true), voter(2, true), voter(3, true)];
+        let desired = [want(1), want(2), DesiredMember { name: "m3".into(), peer_url: url(9) }];
+        let err = plan_membership(&current, &desired).unwrap_err();
+        assert!(matches!(err, MembershipError::PeerUrlChanged { .. }), "{err}");
+        assert!(err.to_string().contains("still answers"), "{err}");
+        // Replacing a dead member while another is down too would leave no quorum: refused.
+        let current = [voter(1, true), voter(2, false), voter(3, false)];
+        let desired = [want(1), want(2), DesiredMember { name: "m3".into(), peer_url: url(9) }];
+        assert!(matches!(
+            plan_membership(&current, &desired),
+            Err(MembershipError::NoQuorum { .. })
+        ));
     }
 
     /// Every cluster of 0..=7 members, every health pattern (by count, either end), every

@@ -33,7 +33,10 @@ async fn apply(global: &Global, args: Args) -> miette::Result<ExitCode> {
     if plan.has_no_steps() && plan.blocked.is_empty() && prepared.pending.is_empty() {
         // The hosts match the spec: a cluster applied before applied.json existed (or whose
         // record was moved aside) gets its first record now.
-        if crate::applied_store::load(prepared.state.root())?.is_none() {
+        // Hosts that left the spec with nothing of kubeforge left on them leave the record.
+        if crate::applied_store::load(prepared.state.root())?.is_none()
+            || !plan.departed_cleaned().is_empty()
+        {
             crate::applied_store::after_run(
                 prepared.state.root(),
                 crate::applied_store::RunOutcome {
@@ -42,6 +45,7 @@ async fn apply(global: &Global, args: Args) -> miette::Result<ExitCode> {
                     tree: &prepared.tree,
                     operation: plan.operation.name(),
                     phases: plan.phases.iter().map(|p| p.phase.name().to_string()).collect(),
+                    departed_cleaned: plan.departed_cleaned(),
                 },
             )?;
         }
@@ -94,6 +98,7 @@ async fn apply(global: &Global, args: Args) -> miette::Result<ExitCode> {
             tree: &prepared.tree,
             operation: plan.operation.name(),
             phases: plan.phases.iter().map(|p| p.phase.name().to_string()).collect(),
+            departed_cleaned: plan.departed_cleaned(),
         },
     );
     drop(lock);

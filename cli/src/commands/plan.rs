@@ -158,7 +158,16 @@ pub async fn prepare_for(
     )?;
     crate::backup::install::add_self(&cluster, &selection, &mut artifacts)?;
     let known_hosts = state.root().join("known_hosts");
-    let targets = crate::transport::ssh_targets(&cluster, &known_hosts)?
+    let applied = crate::applied_store::load(state.root())?;
+    let spec_targets = crate::transport::ssh_targets(&cluster, &known_hosts)?;
+    let departed = match (&operation, &applied) {
+        (plan::Operation::Apply, Some(applied)) => {
+            departed_targets(&cluster, applied, &spec_targets)
+        }
+        _ => Vec::new(),
+    };
+    let departed_names: Vec<String> = departed.iter().map(|t| t.target.host.clone()).collect();
+    let mut targets: Vec<GatherTarget> = spec_targets
         .into_iter()
         .zip(&cluster.hosts)
         .map(|(target, h)| GatherTarget {
@@ -166,8 +175,17 @@ pub async fn prepare_for(
             request: plan::probe_request_for(&operation, &cluster, &tree, &h.name),
         })
         .collect();
+    targets.extend(departed);
     let connector = Arc::new(SshConnector::new(ConnectOptions::default()));
-    let gathered = gather(connector, targets, args.concurrency).await;
+    let mut gathered = gather(connector, targets, args.concurrency).await;
+    // A host that left the spec and answers with another key is another machine now: it is
+    // named as not reached (nothing is done on it), and the spec's hosts are still planned.
+    for name in &departed_names {
+        if let Some(reason) = gathered.host_key_refused.remove(name) {
+            gathered.transports.remove(name);
+            gathered.facts.insert(name.clone(), Err(format!("host key refused: {reason}")));
+        }
+    }
     if !gathered.host_key_refused.is_empty() {
         return Err(host_keys_refused(&gathered.host_key_refused));
     }
@@ -179,7 +197,6 @@ pub async fn prepare_for(
             ..plan::Observed::default()
         }
     };
-    let applied = crate::applied_store::load(state.root())?;
     let input = PlanInput {
         cluster: &cluster,
         tree: &tree,
@@ -201,6 +218,33 @@ pub async fn prepare_for(
         tree,
         versions,
     })
+}
+
+/// Where to reach each host the last applied generation had and the spec no longer has: its
+/// last applied address, port and user, with the spec's first host's SSH settings (key,
+/// bastion, known_hosts file) and a strict host-key check (its key is known from the apply
+/// that set it up; a new machine at that address is not cleaned).
+fn departed_targets(
+    cluster: &Cluster,
+    applied: &kubeforge_playbooks::applied::Applied,
+    spec_targets: &[crate::transport::SshTarget],
+) -> Vec<GatherTarget> {
+    let Some(template) = spec_targets.first() else { return Vec::new() };
+    applied
+        .hosts_and_departed()
+        .filter(|(name, host)| {
+            cluster.host(name).is_none() && !plan::departed_address_reused(cluster, host)
+        })
+        .map(|(name, host)| {
+            let mut target = template.clone();
+            target.host = name.to_string();
+            target.address = host.address.clone();
+            target.port = host.ssh_port;
+            target.user = host.ssh_user.clone();
+            target.host_key_policy = crate::transport::HostKeyPolicy::Strict;
+            GatherTarget { target, request: plan::departed_probe_request(host) }
+        })
+        .collect()
 }
 
 /// The error for refused host keys: it names every host and why, and comes before anything

@@ -219,6 +219,13 @@ impl EtcdClient {
         Ok(resp.members().iter().map(member_info).collect())
     }
 
+    /// `move-leader`: hands leadership to member `target`. etcd accepts it only from the
+    /// current leader, so this client must be connected to the leader's endpoint.
+    pub async fn move_leader(&self, target: u64) -> Result<(), EtcdError> {
+        let mut c = self.client.clone();
+        self.call("move-leader", c.move_leader(target)).await.map(|_| ())
+    }
+
     /// The member's own status (version, leader, raft index, learner flag, errors).
     pub async fn status(&self) -> Result<MemberStatus, EtcdError> {
         let mut c = self.client.clone();

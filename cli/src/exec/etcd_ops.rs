@@ -219,12 +219,100 @@ async fn run_action(ctx: &StepContext<'_>, op: &EtcdOp) -> Result<Done, HostFail
             if !members.iter().any(|m| m.id == *id) {
                 return Ok(Done::Unchanged(format!("{name} ({id:x}) is already gone")));
             }
-            client.remove(*id).await.map_err(etcd_failure)?;
-            Ok(Done::Changed(format!("removed {name} ({id:x})")))
+            match client.remove(*id).await {
+                Ok(_) => Ok(Done::Changed(format!("removed {name} ({id:x})"))),
+                // The removal may have been applied with its answer lost (etcd 3.5 answers
+                // `server stopped`; a removed leader may not answer at all): the member list
+                // says.
+                Err(e) => match client.member_list().await {
+                    Ok(now) if !now.iter().any(|m| m.id == *id) => Ok(Done::Changed(format!(
+                        "removed {name} ({id:x}); the answer was lost ({e}), the member list \
+                         confirms it"
+                    ))),
+                    _ => Err(etcd_failure(e)),
+                },
+            }
+        }
+        EtcdAction::MoveLeader { name, id } => {
+            move_leader(ctx, op, &client, &members, name, *id, &tls, timeouts).await
         }
         EtcdAction::HealthGate { .. }
         | EtcdAction::RestoredGate { .. }
         | EtcdAction::VersionGate { .. } => Ok(Done::Unchanged(String::new())),
+    }
+}
+
+/// Hands leadership from member `name` (`id`), if it leads, to the member of the step's host:
+/// MoveLeader is sent to the leader's own endpoint (a follower refuses it), through the tunnel
+/// to `name`'s host; then the step's member must see another leader. Retried while etcd is
+/// between leaders, within the reconfiguration limit.
+#[allow(clippy::too_many_arguments)]
+async fn move_leader(
+    ctx: &StepContext<'_>,
+    op: &EtcdOp,
+    client: &EtcdClient,
+    members: &[crate::etcd::MemberInfo],
+    name: &str,
+    id: u64,
+    tls: &EtcdTls,
+    timeouts: Timeouts,
+) -> Result<Done, HostFailure> {
+    if !members.iter().any(|m| m.id == id) {
+        return Ok(Done::Unchanged(format!("{name} ({id:x}) is no longer a member")));
+    }
+    let deadline = Instant::now() + timeouts.reconfigure;
+    let pause = Duration::from_millis(op.timing.retry_ms.max(200));
+    let mut moved = false;
+    let mut last = String::new();
+    loop {
+        match client.status().await {
+            Ok(status) if status.leader != 0 && status.leader != id => {
+                let target = members
+                    .iter()
+                    .find(|m| m.id == status.leader)
+                    .map(|m| m.name.clone())
+                    .unwrap_or_else(|| format!("{:x}", status.leader));
+                return Ok(if moved {
+                    Done::Changed(format!("{target} leads instead of {name}"))
+                } else {
+                    Done::Unchanged(format!("{name} does not lead ({target} does)"))
+                });
+            }
+            Ok(status) if status.leader == id => {
+                let to = status.member_id;
+                match tunnel(ctx, op, name).await {
+                    Ok((_forward, endpoint)) => {
+                        match EtcdClient::connect(&endpoint, Some(tls), timeouts).await {
+                            Ok(leader) => match leader.move_leader(to).await {
+                                Ok(()) => moved = true,
+                                Err(e) => last = e.to_string(),
+                            },
+                            Err(e) => last = e.to_string(),
+                        }
+                    }
+                    // No way to the leader's endpoint: the removal goes ahead without the
+                    // hand-over (etcd elects a new leader; the removal's answer is checked).
+                    Err(f) => {
+                        return Ok(Done::Unchanged(format!(
+                            "{name} leads, but leadership cannot be moved ({}); it is removed \
+                             as leader",
+                            f.stderr_tail.lines().next().unwrap_or("no connection")
+                        )));
+                    }
+                }
+            }
+            Ok(_) => last = "no leader (an election is running)".into(),
+            Err(e) => last = e.to_string(),
+        }
+        if Instant::now() >= deadline {
+            return Err(failure(
+                ctx,
+                op,
+                format!("leadership did not move away from {name}: {last}"),
+                &retry_remedy(ctx),
+            ));
+        }
+        tokio::time::sleep(pause).await;
     }
 }
 

@@ -11,6 +11,8 @@
 
 mod host;
 mod sequence;
+
+pub(crate) use sequence::move_data_aside;
 #[cfg(test)]
 mod tests;
 

@@ -7,6 +7,7 @@
 mod addons;
 pub mod backup;
 mod control_plane;
+mod departed;
 mod etcd;
 mod files;
 mod loadbalancer;
@@ -31,6 +32,9 @@ use crate::facts::{HostFacts, ProbeRequest};
 use crate::model::{Cluster, Host};
 use crate::render::RenderTree;
 
+pub use departed::{
+    address_reused as departed_address_reused, probe_request as departed_probe_request,
+};
 pub use etcd::EtcdPlanError;
 pub use observed::{EtcdObserved, MemberReport, Observed};
 pub use operation::{Operation, RestoreSnapshot};
@@ -251,7 +255,8 @@ fn plan_apply(input: PlanInput<'_>) -> Result<Plan, PlanError> {
     if let Some(last) = phases.last_mut() {
         last.sequence.extend(loadbalancer::retire(input, &ready));
     }
-    let departed = input.applied.map(|a| a.departed(cluster)).unwrap_or_default();
+    // Hosts that left the spec: cleaned at the end of the run (`departed`).
+    let departed = departed::plan(input, &ready, &mut phases);
     Ok(Plan {
         cluster: cluster.name.clone(),
         operation: Operation::Apply,

@@ -106,10 +106,35 @@ fn run(argv: Vec<String>, unless: Option<Vec<String>>, why: String) -> Step {
 
 /// One reset host's teardown, from its facts; empty when nothing of kubeforge is left.
 fn teardown(input: PlanInput<'_>, host: &str, facts: &HostFacts, stamp: &str) -> Vec<Step> {
+    let files: Vec<String> =
+        input.tree.hosts.get(host).map(|t| t.keys().cloned().collect()).unwrap_or_default();
+    let aside = reset_data_dir(stamp);
+    let aside_step = run(
+        ["mv", "-T", etcd_unit::DATA_DIR, aside.as_str()].map(String::from).to_vec(),
+        Some(["test", "!", "-e", etcd_unit::DATA_DIR].map(String::from).to_vec()),
+        format!("etcd's data is kept in {aside}, never deleted"),
+    );
+    teardown_of(files, facts, false, aside_step)
+}
+
+/// A host's teardown (see the module doc's step 2) from its facts, for the managed `files`
+/// it was given: shared by `reset` and `apply`'s cleanup of hosts that left the spec
+/// (`super::departed`). `etcd_done`: etcd's unit and data dir are left out (the etcd phase
+/// already stopped it and moved its data aside). `data_aside` moves etcd's data dir aside when
+/// the host has one. Empty when nothing of kubeforge is left.
+pub(crate) fn teardown_of(
+    files: Vec<String>,
+    facts: &HostFacts,
+    etcd_done: bool,
+    data_aside: Step,
+) -> Vec<Step> {
     let mut steps = Vec::new();
     let ours_containerd = kubeforge_containerd(facts);
     let mut units = vec![BACKUP_TIMER, BACKUP_SERVICE, unit::KUBELET, unit::KEEPALIVED];
-    units.extend([unit::HAPROXY, unit::ETCD]);
+    units.push(unit::HAPROXY);
+    if !etcd_done {
+        units.push(unit::ETCD);
+    }
     if ours_containerd {
         units.push(unit::CONTAINERD);
     }
@@ -136,8 +161,7 @@ fn teardown(input: PlanInput<'_>, host: &str, facts: &HostFacts, stamp: &str) ->
             steps.push(unit_step(u, UnitAction::Disable, "reset: not started at boot any more"));
         }
     }
-    let mut files: Vec<String> =
-        input.tree.hosts.get(host).map(|t| t.keys().cloned().collect()).unwrap_or_default();
+    let mut files = files;
     files.extend(extra_files());
     if ours_containerd {
         files.push(super::runtime::UNIT_FILE.to_string());
@@ -174,13 +198,8 @@ fn teardown(input: PlanInput<'_>, host: &str, facts: &HostFacts, stamp: &str) ->
             ));
         }
     }
-    if facts.paths_exist.get(etcd_unit::DATA_DIR) == Some(&true) {
-        let aside = reset_data_dir(stamp);
-        steps.push(run(
-            ["mv", "-T", etcd_unit::DATA_DIR, aside.as_str()].map(String::from).to_vec(),
-            Some(["test", "!", "-e", etcd_unit::DATA_DIR].map(String::from).to_vec()),
-            format!("etcd's data is kept in {aside}, never deleted"),
-        ));
+    if !etcd_done && facts.paths_exist.get(etcd_unit::DATA_DIR) == Some(&true) {
+        steps.push(data_aside);
     }
     steps
 }

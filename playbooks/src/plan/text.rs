@@ -15,41 +15,53 @@ use std::fmt::Write;
 
 use super::types::{DiffText, FileReason, Plan, Step};
 
-/// Renders a plan for people.
-/// Hosts that left the spec since the last apply, with what kubeforge left running there.
+/// Hosts that left the spec since the last apply, and what this run does about each.
 fn departed_lines(out: &mut String, plan: &Plan) {
+    use crate::applied::Cleanup;
     if plan.departed.is_empty() {
         return;
     }
-    let _ = writeln!(
-        out,
-        "\nHosts no longer in the spec (kubeforge does not clean them up yet; nothing is done on \
-         them):"
-    );
+    let _ = writeln!(out, "\nHosts no longer in the spec (reached at their last applied address):");
     for d in &plan.departed {
-        let runs = if d.services.is_empty() {
+        let gave = if d.services.is_empty() {
             "no kubeforge service".to_string()
         } else {
             d.services.join(", ")
         };
         let _ = writeln!(
             out,
-            "  {} ({}, {}; applied in generation {}): still runs {runs}, with {} managed file(s)",
+            "  {} ({}, {}; applied in generation {}: {gave}, {} managed file(s))",
             d.name,
             d.address,
             d.roles.join(","),
             d.generation,
             d.managed_files
         );
+        let line = match &d.cleanup {
+            Cleanup::Undecided => "not looked at by this plan".to_string(),
+            Cleanup::Cleaned => {
+                "cleaned by this run (steps above); it then leaves the record".into()
+            }
+            Cleanup::AlreadyClean => {
+                "nothing of kubeforge is left on it; it leaves the record".to_string()
+            }
+            Cleanup::Unreachable { reason, left } => format!(
+                "NOT REACHED ({reason}); nothing is done on it{}. Left on it: {}. Bring it \
+                 back and apply again, or clean it by hand",
+                if d.services.iter().any(|s| s == "etcd") {
+                    " but its removal from etcd"
+                } else {
+                    ""
+                },
+                left.join(", ")
+            ),
+            Cleanup::Deferred { why } => format!("not cleaned by this run: {why}"),
+        };
+        let _ = writeln!(out, "      {line}");
     }
-    let _ = writeln!(
-        out,
-        "      what to do: to clean a host, run `kubeforge reset --hosts NAME` while it is still \
-         in the spec, then remove it; an etcd member that left the spec is removed from etcd by \
-         apply, but its machine is not cleaned"
-    );
 }
 
+/// Renders a plan for people.
 pub fn render_text(plan: &Plan) -> String {
     let mut out = String::new();
     let names: Vec<&str> = plan.phases.iter().map(|p| p.phase.name()).collect();

@@ -345,6 +345,12 @@ pub enum EtcdAction {
     Promote { name: String, peer_url: String },
     /// `member remove` of this member id (already gone counts as done).
     Remove { name: String, id: u64 },
+    /// Before removing member `name` (`id`): when it leads, hand leadership to the step's
+    /// host's member (a voter that stays), by sending MoveLeader to the leader itself (through
+    /// the tunnel to `name`'s host: etcd refuses it from a follower), then wait until another
+    /// member leads. When `name` does not lead, nothing is done. Removing a leader directly
+    /// leaves the cluster without one for an election, and the removal's answer can be lost.
+    MoveLeader { name: String, id: u64 },
     /// Every listed member host answers `status` (and, when voting, a linearizable read)
     /// through its own tunnel, within `timeout_ms`.
     HealthGate { members: Vec<String>, timeout_ms: u64 },
@@ -379,6 +385,9 @@ impl std::fmt::Display for EtcdAction {
             }
             EtcdAction::Promote { name, .. } => write!(f, "member promote {name}"),
             EtcdAction::Remove { name, id } => write!(f, "member remove {name} ({id:x})"),
+            EtcdAction::MoveLeader { name, id } => {
+                write!(f, "move leadership away from {name} ({id:x}) if it leads")
+            }
             EtcdAction::HealthGate { members, timeout_ms } => write!(
                 f,
                 "wait until {} are healthy (up to {} s)",

@@ -17,7 +17,7 @@ use crate::facts::HostFacts;
 use crate::render::configs::etcd::{self as unit, InitialState};
 
 /// Moves a data dir aside, never deletes it (the name carries the host's clock).
-fn move_data_aside(why: &str) -> Step {
+pub(crate) fn move_data_aside(why: &str) -> Step {
     Step::Run(Run {
         argv: vec![
             "sh".into(),
@@ -86,6 +86,18 @@ impl Builder<'_, '_> {
     }
 }
 
+/// The facts of a host that left the spec (gathered at its last applied address), if any.
+fn departed_facts<'a>(input: PlanInput<'a>, name: &str) -> Option<&'a HostFacts> {
+    if input.cluster.host(name).is_some() {
+        return None;
+    }
+    let (_, host) = input.applied?.hosts_and_departed().find(|(n, _)| *n == name)?;
+    if super::super::departed_address_reused(input.cluster, host) {
+        return None;
+    }
+    input.facts.get(name)?.as_ref().ok()
+}
+
 pub(crate) fn plan(
     input: PlanInput<'_>,
     ready: &BTreeMap<&str, &HostFacts>,
@@ -142,6 +154,7 @@ pub(crate) fn plan(
         b.gate(&listed_names, "the restarted member is back before the next one restarts");
     }
 
+    let mut removed: BTreeMap<String, u64> = BTreeMap::new();
     for step in membership {
         match step {
             Membership::Bootstrap { .. } => {}
@@ -191,9 +204,21 @@ pub(crate) fn plan(
                 b.push(&via, op);
             }
             Membership::Remove { name, id } => {
-                let in_spec = input.cluster.host(name).is_some();
-                let why = if in_spec {
+                let old = current.iter().find(|c| c.id == *id);
+                let old_url = old.and_then(|c| c.peer_urls.first()).cloned().unwrap_or_default();
+                let replaced = b.member(name).is_some_and(|m| m.peer_url != old_url);
+                let why = if replaced {
+                    format!(
+                        "{name}'s member at {old_url} does not answer and the spec gives {name} \
+                         a new machine: the dead member goes first, then the new machine joins"
+                    )
+                } else if input.cluster.host(name).is_some() {
                     format!("{name} is no longer an etcd member in the spec")
+                } else if departed_facts(input, name).is_some() {
+                    format!(
+                        "{name} is no longer in the spec; once removed, its etcd is stopped and \
+                         its data moved aside"
+                    )
                 } else {
                     format!(
                         "{name} is no longer in the spec; its etcd stops once removed. kubeforge \
@@ -201,12 +226,31 @@ pub(crate) fn plan(
                          /var/lib/etcd aside before reusing the machine"
                     )
                 };
+                // A voter may lead: leadership goes to a member that stays first.
+                if old.is_some_and(|c| !c.is_learner) {
+                    let action = EtcdAction::MoveLeader { name: name.clone(), id: *id };
+                    let why = format!(
+                        "should {name} lead, {via} takes over first: removing the leader itself \
+                         leaves etcd without one until an election, and can lose the removal's \
+                         answer"
+                    );
+                    let op = b.op(action, why);
+                    b.push(&via, op);
+                }
                 let action = EtcdAction::Remove { name: name.clone(), id: *id };
                 let op = b.op(action, why);
                 b.push(&via, op);
+                removed.insert(name.clone(), *id);
             }
             Membership::Decommission { name } => {
-                if ready.contains_key(name.as_str()) {
+                // A spec host under this name that is not the removed member is the new
+                // machine replacing it: nothing of the old member is there.
+                let replacement = b
+                    .member(name)
+                    .is_some_and(|m| m.listed.map(|l| l.id) != removed.get(name).copied());
+                let reachable =
+                    ready.contains_key(name.as_str()) || departed_facts(input, name).is_some();
+                if reachable && !replacement {
                     b.push(name, stop(true, "no longer an etcd member"));
                     b.push(
                         name,

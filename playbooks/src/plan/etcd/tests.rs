@@ -108,11 +108,13 @@ struct Sim {
     next_id: u64,
     /// Every etcd operation executed, as the plan's text shows it.
     ops: Vec<String>,
+    /// Members leadership was moved away from (before their removal).
+    moved_away: Vec<u64>,
 }
 
 impl Sim {
     fn new(facts: BTreeMap<String, HostProbe>) -> Sim {
-        Sim { facts, members: Vec::new(), next_id: 0x100, ops: Vec::new() }
+        Sim { facts, members: Vec::new(), next_id: 0x100, ops: Vec::new(), moved_away: Vec::new() }
     }
 
     fn observed(&self) -> Observed {
@@ -196,7 +198,15 @@ impl Sim {
                         assert!(m.healthy, "promoted before it started");
                         m.is_learner = false;
                     }
-                    EtcdAction::Remove { id, .. } => self.members.retain(|m| m.id != *id),
+                    EtcdAction::MoveLeader { id, .. } => self.moved_away.push(*id),
+                    EtcdAction::Remove { id, .. } => {
+                        let voter = self.members.iter().any(|m| m.id == *id && !m.is_learner);
+                        assert!(
+                            !voter || self.moved_away.contains(id),
+                            "voter {id:x} removed without moving leadership away first"
+                        );
+                        self.members.retain(|m| m.id != *id)
+                    }
                     EtcdAction::HealthGate { members, .. } => {
                         for name in members {
                             let ok = self.members.iter().any(|m| &m.name == name && m.healthy);
@@ -409,15 +419,17 @@ fn scale_in_removes_members_first_and_decommissions_hosts_still_in_the_spec() {
     assert_eq!(
         seq,
         [
+            "cp1: etcd: move leadership away from cp4 (104) if it leads",
             "cp1: etcd: member remove cp4 (104)",
             "cp1: etcd: wait until cp1,cp2,cp3 are healthy (up to 120 s)",
+            "cp1: etcd: move leadership away from cp5 (105) if it leads",
             "cp1: etcd: member remove cp5 (105)",
             "cp5: systemctl disable --now etcd.service",
             "cp5: sh -c mv -T /var/lib/etcd \"/var/lib/etcd.removed-$(date -u +%Y%m%dT%H%M%SZ)\"",
             "cp1: etcd: wait until cp1,cp2,cp3 are healthy (up to 120 s)",
         ]
     );
-    let Step::Etcd(remove) = &phase.sequence[0].step else { panic!() };
+    let Step::Etcd(remove) = &phase.sequence[1].step else { panic!() };
     assert!(remove.why.contains("no longer in the spec"), "{}", remove.why);
     assert_eq!(sim.converge(&three, &t3), 1);
     assert_eq!(sim.members.len(), 3);
@@ -728,4 +740,321 @@ fn stopped_members_without_quorum_are_started_rather_than_refused() {
     sim.facts.insert("cp3".into(), Err("no route to host".into()));
     let err = plan_etcd(&c, &t, &sim.facts, &sim.observed()).unwrap_err();
     assert!(err.to_string().contains("etcd has no quorum"), "{err}");
+}
+
+#[test]
+fn a_dead_member_given_a_new_machine_is_removed_then_the_new_one_joins_as_a_learner() {
+    let three = stacked(3);
+    let t = tree(&three);
+    let mut sim = Sim::new(fresh(&three, &t));
+    sim.converge(&three, &t);
+    // cp3's machine is powered off for good: its member no longer answers.
+    let old_id = sim.members.iter().find(|m| m.name == "cp3").unwrap().id;
+    sim.members.iter_mut().find(|m| m.id == old_id).unwrap().healthy = false;
+    // The spec gives cp3 a new machine (new address); its facts are a fresh machine's.
+    let mut replaced = three.clone();
+    let cp3 = replaced.hosts.iter_mut().find(|h| h.name == "cp3").unwrap();
+    cp3.address = "10.0.0.99".parse().unwrap();
+    let tr = tree(&replaced);
+    let new_facts = fresh(&replaced, &tr).remove("cp3").unwrap();
+    sim.facts.insert("cp3".into(), new_facts);
+    let phase = plan_etcd(&replaced, &tr, &sim.facts, &sim.observed()).unwrap();
+    let seq: Vec<String> =
+        phase.sequence.iter().map(|s| format!("{}: {}", s.host, s.step.label())).collect();
+    assert_eq!(
+        seq[..4],
+        [
+            format!("cp1: etcd: move leadership away from cp3 ({old_id:x}) if it leads"),
+            format!("cp1: etcd: member remove cp3 ({old_id:x})"),
+            "cp1: etcd: wait until cp1,cp2 are healthy (up to 120 s)".to_string(),
+            "cp1: etcd: member add cp3 (https://10.0.0.99:2380) as learner".to_string(),
+        ],
+        "{seq:#?}"
+    );
+    // Nothing of the old member is on the new machine: it is not stopped or disabled there.
+    assert!(!seq.iter().any(|s| s.contains("disable --now") || s.contains("mv -T")), "{seq:#?}");
+    let Step::Etcd(remove) = &phase.sequence[1].step else { panic!() };
+    assert!(remove.why.contains("new machine"), "{}", remove.why);
+    // The new machine gets etcd installed and enabled, and is started as `existing`.
+    assert!(phase.hosts["cp3"].iter().any(|s| s.label() == "systemctl enable etcd.service"));
+    assert_eq!(sim.converge(&replaced, &tr), 1);
+    let urls: Vec<(&str, &str, bool)> = sim
+        .members
+        .iter()
+        .map(|m| (m.name.as_str(), m.peer_urls[0].as_str(), m.is_learner || !m.healthy))
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            ("cp1", "https://10.0.0.11:2380", false),
+            ("cp2", "https://10.0.0.12:2380", false),
+            ("cp3", "https://10.0.0.99:2380", false),
+        ]
+    );
+    // A member that still answers is not moved: refused, with the way to do it.
+    let mut alive = Sim::new(fresh(&three, &t));
+    alive.converge(&three, &t);
+    let err = plan_etcd(&replaced, &tr, &alive.facts, &alive.observed()).unwrap_err();
+    assert!(err.to_string().contains("still answers"), "{err}");
+}
+
+/// An applied record of `cluster` with every host's render-tree files.
+fn applied_record(cluster: &Cluster, tree: &RenderTree) -> crate::applied::Applied {
+    crate::applied::Applied::next(None, cluster, tree, "apply", &[], "t".into(), |b| {
+        format!("len{}", b.len())
+    })
+}
+
+#[test]
+fn hosts_that_left_the_spec_leave_etcd_first_then_are_cleaned_and_an_unreachable_one_is_named() {
+    use crate::applied::Cleanup;
+    let five = stacked(5);
+    let mut t5 = tree(&five);
+    let lb = |s: &str| NodeFile { contents: s.as_bytes().to_vec(), mode: 0o644, secret: false };
+    for h in ["cp1", "cp2", "cp3", "cp4", "cp5"] {
+        t5.insert(h, "/etc/haproxy/haproxy.cfg", lb("global\n")).unwrap();
+        t5.insert(h, "/etc/keepalived/keepalived.conf", lb("vrrp\n")).unwrap();
+    }
+    let mut sim = Sim::new(fresh(&five, &t5));
+    sim.converge(&five, &t5);
+    let record = applied_record(&five, &t5);
+    // cp4 and cp5 leave the spec; cp4 runs haproxy and keepalived with its files, cp5 does
+    // not answer over SSH.
+    let three = stacked(3);
+    let t3 = tree(&three);
+    {
+        let cp4 = sim.host("cp4");
+        for u in ["haproxy.service", "keepalived.service"] {
+            cp4.units
+                .insert(u.into(), UnitState { active: "active".into(), enabled: "enabled".into() });
+        }
+        for (path, file) in &t5.hosts["cp4"] {
+            cp4.files.insert(path.clone(), present_file(&file.contents, file.mode));
+        }
+    }
+    sim.facts.insert("cp5".into(), Err("connection refused".into()));
+    let artifacts = artifacts();
+    let selection = PhaseSelection::new(
+        Some(Phase::LoadBalancer),
+        &[Phase::Preflight, Phase::Os, Phase::Runtime, Phase::Pki],
+    );
+    let observed = sim.observed();
+    let input = PlanInput {
+        cluster: &three,
+        tree: &t3,
+        facts: &sim.facts,
+        artifacts: &artifacts,
+        selection: &selection,
+        observed: &observed,
+        applied: Some(&record),
+    };
+    let plan = plan(&Operation::Apply, input).unwrap();
+    let etcd = plan.phases.iter().find(|p| p.phase == Phase::Etcd).unwrap();
+    let seq: Vec<String> =
+        etcd.sequence.iter().map(|s| format!("{}: {}", s.host, s.step.label())).collect();
+    assert_eq!(
+        seq,
+        [
+            "cp1: etcd: move leadership away from cp4 (104) if it leads",
+            "cp1: etcd: member remove cp4 (104)",
+            "cp4: systemctl disable --now etcd.service",
+            "cp4: sh -c mv -T /var/lib/etcd \"/var/lib/etcd.removed-$(date -u +%Y%m%dT%H%M%SZ)\"",
+            "cp1: etcd: wait until cp1,cp2,cp3 are healthy (up to 120 s)",
+            "cp1: etcd: move leadership away from cp5 (105) if it leads",
+            "cp1: etcd: member remove cp5 (105)",
+            "cp1: etcd: wait until cp1,cp2,cp3 are healthy (up to 120 s)",
+        ]
+    );
+    // The unreachable member is still removed, and the reason says what is left to do.
+    let Step::Etcd(remove5) = &etcd.sequence[6].step else { panic!() };
+    assert!(remove5.why.contains("cannot reach it"), "{}", remove5.why);
+    // First in the loadbalancer phase's ordered steps, cp4's teardown: haproxy and
+    // keepalived stopped and disabled, every file it was given removed; etcd was done above.
+    let last = plan.phases.last().unwrap();
+    assert_eq!(last.phase, Phase::LoadBalancer);
+    let cleanup: Vec<String> =
+        last.sequence.iter().filter(|s| s.host == "cp4").map(|s| s.step.label()).collect();
+    assert_eq!(
+        cleanup[..4],
+        [
+            "systemctl stop keepalived.service",
+            "systemctl stop haproxy.service",
+            "systemctl disable keepalived.service",
+            "systemctl disable haproxy.service",
+        ],
+        "{cleanup:#?}"
+    );
+    let rm = cleanup.iter().find(|s| s.starts_with("rm -f -- ")).expect("files removed");
+    for path in t5.hosts["cp4"].keys() {
+        assert!(rm.contains(path.as_str()), "{path} not removed: {rm}");
+    }
+    assert!(!cleanup.iter().any(|s| s.contains("etcd.service") && s.contains("stop")));
+    assert!(!last.sequence.iter().any(|s| s.host == "cp5"), "nothing runs on cp5");
+    // What the plan says about each.
+    let cp4 = plan.departed.iter().find(|d| d.name == "cp4").unwrap();
+    assert_eq!(cp4.cleanup, Cleanup::Cleaned);
+    let cp5 = plan.departed.iter().find(|d| d.name == "cp5").unwrap();
+    let Cleanup::Unreachable { reason, left } = &cp5.cleanup else { panic!("{cp5:?}") };
+    assert_eq!(reason, "connection refused");
+    assert!(left.iter().any(|l| l == "etcd's data in /var/lib/etcd"), "{left:?}");
+    assert_eq!(plan.departed_cleaned(), ["cp4"]);
+    let text = render_text(&plan);
+    assert!(text.contains("cp4 (10.0.0.14, control-plane; applied in generation 1"), "{text}");
+    assert!(text.contains("NOT REACHED (connection refused)"), "{text}");
+    assert!(text.contains("cleaned by this run"), "{text}");
+    // After the run succeeds, the record forgets cp4 and keeps cp5 with what it was given.
+    let mut next =
+        crate::applied::Applied::next(Some(&record), &three, &t3, "apply", &[], "t2".into(), |b| {
+            format!("len{}", b.len())
+        });
+    next.forget_departed(&plan.departed_cleaned());
+    let left: Vec<&str> = next.departed.keys().map(String::as_str).collect();
+    assert_eq!(left, ["cp5"]);
+}
+
+#[test]
+fn a_departed_host_is_cleaned_only_by_a_run_covering_etcd_and_the_load_balancer() {
+    use crate::applied::Cleanup;
+    let four = stacked(4);
+    let t4 = tree(&four);
+    let mut sim = Sim::new(fresh(&four, &t4));
+    sim.converge(&four, &t4);
+    let record = applied_record(&four, &t4);
+    let three = stacked(3);
+    let t3 = tree(&three);
+    let artifacts = artifacts();
+    let observed = sim.observed();
+    let selection = etcd_only();
+    let input = PlanInput {
+        cluster: &three,
+        tree: &t3,
+        facts: &sim.facts,
+        artifacts: &artifacts,
+        selection: &selection,
+        observed: &observed,
+        applied: Some(&record),
+    };
+    let plan = plan(&Operation::Apply, input).unwrap();
+    let cp4 = plan.departed.iter().find(|d| d.name == "cp4").unwrap();
+    assert!(matches!(cp4.cleanup, Cleanup::Deferred { .. }), "{cp4:?}");
+    assert!(plan.departed_cleaned().is_empty());
+    // Its member is still removed (and its etcd stopped) by the etcd phase.
+    let etcd = plan.phases.iter().find(|p| p.phase == Phase::Etcd).unwrap();
+    assert!(etcd.sequence.iter().any(|s| s.step.label() == "etcd: member remove cp4 (104)"));
+}
+
+#[test]
+fn a_departed_hosts_old_address_now_used_by_a_spec_host_is_not_torn_down() {
+    use crate::applied::Cleanup;
+    let four = stacked(4);
+    let t4 = tree(&four);
+    let mut sim = Sim::new(fresh(&four, &t4));
+    sim.converge(&four, &t4);
+    let record = applied_record(&four, &t4);
+    // cp4's machine now serves as w1 (the spec gives w1 cp4's old address).
+    let mut three = stacked(3);
+    three.hosts.iter_mut().find(|h| h.name == "w1").unwrap().address = "10.0.0.14".parse().unwrap();
+    let t3 = tree(&three);
+    let artifacts = artifacts();
+    let observed = sim.observed();
+    let selection = PhaseSelection::new(
+        Some(Phase::LoadBalancer),
+        &[Phase::Preflight, Phase::Os, Phase::Runtime, Phase::Pki],
+    );
+    let input = PlanInput {
+        cluster: &three,
+        tree: &t3,
+        facts: &sim.facts,
+        artifacts: &artifacts,
+        selection: &selection,
+        observed: &observed,
+        applied: Some(&record),
+    };
+    assert!(departed_address_reused(&three, &record.hosts["cp4"]));
+    let plan = plan(&Operation::Apply, input).unwrap();
+    let cp4 = plan.departed.iter().find(|d| d.name == "cp4").unwrap();
+    let Cleanup::Deferred { why } = &cp4.cleanup else { panic!("{cp4:?}") };
+    assert!(why.contains("now belongs to w1"), "{why}");
+    let lb = plan.phases.iter().find(|p| p.phase == Phase::LoadBalancer).unwrap();
+    assert!(!lb.sequence.iter().any(|s| s.host == "cp4"), "nothing runs under cp4's name");
+    let etcd = plan.phases.iter().find(|p| p.phase == Phase::Etcd).unwrap();
+    assert!(!etcd.sequence.iter().any(|s| s.host == "cp4"), "its etcd is not stopped there");
+    assert!(etcd.sequence.iter().any(|s| s.step.label() == "etcd: member remove cp4 (104)"));
+}
+
+#[test]
+fn a_departed_node_whose_kubelet_runs_is_drained_from_a_staying_control_plane_first() {
+    use crate::applied::Cleanup;
+    let three = stacked(3);
+    let mut with_w2 = three.clone();
+    let mut w2 = three.host("w1").unwrap().clone();
+    w2.name = "w2".into();
+    w2.address = "10.0.0.52".parse().unwrap();
+    with_w2.hosts.push(w2);
+    let mut t = tree(&with_w2);
+    let file = |s: &str| NodeFile { contents: s.as_bytes().to_vec(), mode: 0o644, secret: false };
+    t.insert("w2", "/etc/systemd/system/kubelet.service", file("[Service]\n")).unwrap();
+    let mut sim = Sim::new(fresh(&with_w2, &t));
+    sim.converge(&with_w2, &t);
+    let record = applied_record(&with_w2, &t);
+    {
+        let w2 = sim.host("w2");
+        let up = UnitState { active: "active".into(), enabled: "enabled".into() };
+        w2.units.insert("kubelet.service".into(), up);
+        w2.files.insert(
+            "/etc/systemd/system/kubelet.service".into(),
+            present_file(b"[Service]\n", 0o644),
+        );
+    }
+    let t3 = tree(&three);
+    let artifacts = artifacts();
+    let observed = sim.observed();
+    let plan_with = |selection: &PhaseSelection| {
+        let input = PlanInput {
+            cluster: &three,
+            tree: &t3,
+            facts: &sim.facts,
+            artifacts: &artifacts,
+            selection,
+            observed: &observed,
+            applied: Some(&record),
+        };
+        plan(&Operation::Apply, input).unwrap()
+    };
+    // Without the control-plane phase there is no kubectl to drain it: not cleaned yet.
+    let until_lb = PhaseSelection::new(
+        Some(Phase::LoadBalancer),
+        &[Phase::Preflight, Phase::Os, Phase::Runtime, Phase::Pki],
+    );
+    let p = plan_with(&until_lb);
+    assert!(matches!(p.departed[0].cleanup, Cleanup::Deferred { .. }), "{:?}", p.departed);
+    // With it: drained and its Node deleted on cp1, then the kubelet stopped on w2.
+    let through_cp = PhaseSelection::new(
+        Some(Phase::ControlPlane),
+        &[Phase::Preflight, Phase::Os, Phase::Runtime, Phase::Pki],
+    );
+    let p = plan_with(&through_cp);
+    assert_eq!(p.departed[0].cleanup, Cleanup::Cleaned);
+    let lb = p.phases.iter().find(|ph| ph.phase == Phase::LoadBalancer).unwrap();
+    let seq: Vec<String> =
+        lb.sequence.iter().map(|s| format!("{}: {}", s.host, s.step.label())).collect();
+    let k = "/usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf";
+    assert_eq!(
+        seq[..4],
+        [
+            format!(
+                "cp1: {k} drain w2 --ignore-daemonsets --delete-emptydir-data --force \
+                 --timeout=300s"
+            ),
+            format!("cp1: {k} delete node w2 --ignore-not-found"),
+            "w2: systemctl stop kubelet.service".to_string(),
+            "w2: sh -c command -v crictl >/dev/null || exit 0; test -S \
+             /run/containerd/containerd.sock || exit 0; crictl rmp --force --all"
+                .to_string(),
+        ],
+        "{seq:#?}"
+    );
+    let Step::Run(drain) = &lb.sequence[0].step else { panic!() };
+    let unless = drain.unless.as_ref().unwrap().join(" ");
+    assert!(unless.ends_with("get node w2 2>&1 | grep -q NotFound"), "{unless}");
 }
