@@ -447,7 +447,10 @@ impl StepContext<'_> {
 
     /// A gate with a way back: when the gate fails, the plan's `on_failure` steps run in
     /// order (the first that fails stops them) and the step fails, saying whether they worked.
-    async fn guarded(&self, g: &kubeforge_playbooks::plan::Guarded) -> Result<StepOutcome, StepError> {
+    async fn guarded(
+        &self,
+        g: &kubeforge_playbooks::plan::Guarded,
+    ) -> Result<StepOutcome, StepError> {
         let failed = match Box::pin(self.run_step(&Step::Gate(g.gate.clone()))).await {
             Ok(outcome) => return Ok(outcome),
             Err(StepError::Interrupted) => return Err(StepError::Interrupted),
@@ -468,7 +471,10 @@ impl StepContext<'_> {
         }
         let (stderr_tail, remedy) = match undone {
             Ok(()) => (
-                format!("{}\n{} did not happen; done instead: {}", failed.stderr_tail, g.gate.what, g.why),
+                format!(
+                    "{}\n{} did not happen; done instead: {}",
+                    failed.stderr_tail, g.gate.what, g.why
+                ),
                 format!(
                     "the change was undone ({}); the upgrade stopped there. Look at the \
                      components' logs on the host (crictl ps -a, crictl logs, journalctl -u \

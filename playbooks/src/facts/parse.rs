@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use base64::Engine;
 
 use super::{
-    Binary, CommandOutput, FactsError, FileState, HostFacts, OsRelease, ProbeRequest, ProbeWindow, SwapArea,
-    UnitState,
+    Binary, CommandOutput, FactsError, FileState, HostFacts, OsRelease, ProbeRequest, ProbeWindow,
+    SwapArea, UnitState,
 };
 
 fn malformed(section: &str, problem: impl Into<String>) -> FactsError {

@@ -158,7 +158,10 @@ fn probe_script_runs_under_sh_and_parses() {
         binaries: ["sh".to_string(), "kubeforge-no-such-binary".to_string()].into(),
         commands: [
             ("says".to_string(), vec!["echo".to_string(), "v1.34.1 it's".to_string()]),
-            ("fails".to_string(), vec!["sh".to_string(), "-c".to_string(), "echo x; exit 3".to_string()]),
+            (
+                "fails".to_string(),
+                vec!["sh".to_string(), "-c".to_string(), "echo x; exit 3".to_string()],
+            ),
             ("absent".to_string(), vec!["kubeforge-no-such-binary".to_string()]),
         ]
         .into(),

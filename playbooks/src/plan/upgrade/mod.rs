@@ -169,9 +169,7 @@ pub fn addon_versions(input: PlanInput<'_>) -> Vec<AddonObservation> {
         let answer = facts.and_then(|f| f.commands.get(probe));
         let (version, source) = match (first, answer) {
             (None, _) => (None, "not observed: the spec has no control plane".to_string()),
-            (Some(cp), None) => {
-                (None, format!("not observed: {} was not probed for it", cp.name))
-            }
+            (Some(cp), None) => (None, format!("not observed: {} was not probed for it", cp.name)),
             (Some(cp), Some(out)) => match out.ok().and_then(image_tag_version) {
                 Some(v) => (Some(v), format!("{what} on {}", cp.name)),
                 None => (
@@ -588,10 +586,9 @@ pub(crate) fn plan(input: PlanInput<'_>, operation: Operation, max_unavailable: 
     let applier = cluster.hosts.iter().find(|h| h.is_control_plane());
     if let (false, Some(applier)) = (kubelets.is_empty(), applier) {
         let drained: Vec<&str> = kubelets.iter().map(|h| h.name.as_str()).collect();
-        plan.phases[0].sequence.push(SequencedStep {
-            host: applier.name.clone(),
-            step: pdb_gate(&drained),
-        });
+        plan.phases[0]
+            .sequence
+            .push(SequencedStep { host: applier.name.clone(), step: pdb_gate(&drained) });
         let (cps, others): (Vec<&Host>, Vec<&Host>) =
             kubelets.iter().copied().partition(|h| h.is_control_plane());
         let batches = cps.chunks(1).chain(others.chunks(max_unavailable.max(1)));
@@ -602,7 +599,10 @@ pub(crate) fn plan(input: PlanInput<'_>, operation: Operation, max_unavailable: 
                 seq.push(at(
                     &applier.name,
                     run(
-                        &kubectl(&["cordon", &h.name]).iter().map(String::as_str).collect::<Vec<_>>(),
+                        &kubectl(&["cordon", &h.name])
+                            .iter()
+                            .map(String::as_str)
+                            .collect::<Vec<_>>(),
                         None,
                         &format!("no new pods on {} while its kubelet is replaced", h.name),
                     ),
@@ -664,7 +664,10 @@ pub(crate) fn plan(input: PlanInput<'_>, operation: Operation, max_unavailable: 
                 seq.push(at(
                     &applier.name,
                     run(
-                        &kubectl(&["uncordon", &h.name]).iter().map(String::as_str).collect::<Vec<_>>(),
+                        &kubectl(&["uncordon", &h.name])
+                            .iter()
+                            .map(String::as_str)
+                            .collect::<Vec<_>>(),
                         None,
                         "the node takes pods again",
                     ),
@@ -760,8 +763,8 @@ fn addons_phase(
             let wanted =
                 Wanted { path, contents: &file.contents, mode: file.mode, secret: file.secret };
             if let Some(put) = put_file(&host.name, facts, wanted) {
-                record_differs |= host.name == applier.name
-                    && !matches!(put.reason, FileReason::Metadata { .. });
+                record_differs |=
+                    host.name == applier.name && !matches!(put.reason, FileReason::Metadata { .. });
                 records.push(SequencedStep { host: host.name.clone(), step: Step::PutFile(put) });
             }
         }
