@@ -636,3 +636,5 @@ impl StepContext<'_> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_guarded;
