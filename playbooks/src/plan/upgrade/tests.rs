@@ -335,7 +335,7 @@ fn control_planes_roll_one_at_a_time_with_manifests_kept_diffs_shown_and_a_guard
             "wait: kube-apiserver 1.33.1 on cp2 answers /readyz again",
         ]
     );
-    assert_eq!(plan.operation.stops_at_first_failure(), true);
+    assert!(plan.operation.stops_at_first_failure());
 }
 
 #[test]
