@@ -739,8 +739,9 @@ fn drain_script(node: &str) -> String {
 /// host where the artifact source has them, then, on the first control plane, the manifests
 /// `apply` renders applied from a staging directory, the roll-outs awaited, and only then
 /// recorded in `/etc/kubernetes/addons` on every control plane (a failed roll-out is planned
-/// again on the next run). Planned when a recorded manifest differs from the render or the
-/// cluster runs another version than the target.
+/// again on the next run). Planned when the first control plane's record of an applied
+/// manifest differs from the render, or the cluster runs another version than the target;
+/// never where the add-ons were not applied and the cluster reports none (that is `apply`'s).
 fn addons_phase(
     input: PlanInput<'_>,
     report: &UpgradeReport,
@@ -763,8 +764,10 @@ fn addons_phase(
             let wanted =
                 Wanted { path, contents: &file.contents, mode: file.mode, secret: file.secret };
             if let Some(put) = put_file(&host.name, facts, wanted) {
+                // Add-ons never applied (a cluster `apply` has not finished, an etcd-only
+                // lab) are `apply`'s, not an upgrade's.
                 record_differs |=
-                    host.name == applier.name && !matches!(put.reason, FileReason::Metadata { .. });
+                    host.name == applier.name && matches!(put.reason, FileReason::Change { .. });
                 records.push(SequencedStep { host: host.name.clone(), step: Step::PutFile(put) });
             }
         }

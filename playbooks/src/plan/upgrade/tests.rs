@@ -843,3 +843,34 @@ fn nothing_to_do_once_every_host_runs_the_target() {
     let plan = plan_upgrade(&cluster, &facts, &obs, 1);
     assert!(plan.is_converged(), "{:#?}", plan);
 }
+
+#[test]
+fn an_etcd_only_cluster_gets_etcd_steps_and_nothing_of_kubernetes() {
+    // As the lab runs it (`apply --until etcd`): etcd active on the members, no kubelet, no
+    // manifests, no add-ons recorded, and kubectl absent on cp1 (the probe's exit 127).
+    let cluster = target_cluster();
+    let mut facts = facts_for(&cluster);
+    for h in ["cp1", "cp2", "cp3"] {
+        let Some(Ok(f)) = facts.get_mut(h) else { panic!() };
+        f.units.insert(
+            "etcd.service".into(),
+            UnitState { active: "active".into(), enabled: "enabled".into() },
+        );
+    }
+    let Some(Ok(f)) = facts.get_mut("cp1") else { panic!() };
+    for probe in [KUBE_PROXY_PROBE, COREDNS_PROBE] {
+        f.commands.insert(
+            probe.into(),
+            crate::facts::CommandOutput { exit_status: 127, stdout: String::new() },
+        );
+    }
+    let plan = plan_upgrade(&cluster, &facts, &old_etcd(), 1);
+    assert!(plan.blocked.is_empty(), "{:#?}", plan.blocked);
+    let phases: Vec<Phase> = plan
+        .phases
+        .iter()
+        .filter(|p| !p.hosts.is_empty() || !p.sequence.is_empty())
+        .map(|p| p.phase)
+        .collect();
+    assert_eq!(phases, [Phase::Etcd]);
+}
