@@ -61,9 +61,10 @@ pub fn run(global: &Global, cmd: Command) -> miette::Result<ExitCode> {
     }
 }
 
-/// Phases whose facts and artifacts an upgrade needs.
+/// The phases an upgrade does not need the artifacts of (etcd, the control planes', the
+/// kubelets' and the add-ons' images are all needed).
 fn skips() -> Vec<Phase> {
-    vec![Phase::Os, Phase::Runtime, Phase::Pki, Phase::LoadBalancer, Phase::Addons]
+    vec![Phase::Os, Phase::Runtime, Phase::Pki, Phase::LoadBalancer]
 }
 
 async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
