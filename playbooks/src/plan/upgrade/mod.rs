@@ -30,7 +30,9 @@
 //! one at a time first, then the other nodes in batches of `max_unavailable`: cordon and drain
 //! the batch with kubectl on the first control plane (a drain that cannot finish within its
 //! timeout stops the upgrade naming the pods that would not leave), push and restart each
-//! kubelet, gate on the node reporting the target version, uncordon; `addons` last: kube-proxy
+//! kubelet, gate on the node reporting the target version, uncordon (a node is labelled
+//! [`CORDON_LABEL`] while the upgrade holds it cordoned: a re-run after an interruption
+//! uncordons the nodes it finds so labelled whose kubelet already runs the target); `addons` last: kube-proxy
 //! and CoreDNS as `apply` renders them (`render::configs::addons`), images imported on every
 //! kubelet host, then on the first control plane the manifests applied with `kubectl apply
 //! --server-side` and the roll-outs awaited, and only then recorded in `/etc/kubernetes/addons`.
@@ -67,6 +69,12 @@ pub const PHASES: [Phase; 5] =
 /// cluster: the kube-proxy DaemonSet's and the CoreDNS Deployment's.
 pub const KUBE_PROXY_PROBE: &str = "kube-proxy-image";
 pub const COREDNS_PROBE: &str = "coredns-image";
+/// The probe command (on the first control plane) listing the nodes an upgrade cordoned.
+pub const CORDONED_PROBE: &str = "nodes-cordoned-by-upgrade";
+/// The label an upgrade puts on a node it cordons and removes when it uncordons it, so that
+/// a re-run after an interruption uncordons what the interrupted run left cordoned (and
+/// never a node the operator cordoned).
+pub const CORDON_LABEL: &str = "kubeforge.dev/upgrade";
 /// How long a drain may take before the upgrade stops, naming the pods that would not leave.
 pub const DRAIN_TIMEOUT_S: u32 = 300;
 
@@ -154,6 +162,21 @@ pub fn extend_request(cluster: &Cluster, host: &str, request: &mut ProbeRequest)
     };
     request.commands.insert(KUBE_PROXY_PROBE.into(), read("daemonset", "kube-proxy"));
     request.commands.insert(COREDNS_PROBE.into(), read("deployment", "coredns"));
+    let label = format!("{CORDON_LABEL}=cordoned");
+    request.commands.insert(
+        CORDONED_PROBE.into(),
+        kubectl_words(&["--request-timeout=5s", "get", "nodes", "-l", &label, "-o", "name"]),
+    );
+}
+
+/// The nodes the first control plane's probe found labelled as cordoned by an upgrade.
+fn cordoned_by_upgrade(input: PlanInput<'_>) -> Vec<String> {
+    let first = input.cluster.control_planes().next();
+    let facts = first.and_then(|h| input.facts.get(&h.name)).and_then(|f| f.as_ref().ok());
+    let Some(out) = facts.and_then(|f| f.commands.get(CORDONED_PROBE)).and_then(|o| o.ok()) else {
+        return Vec::new();
+    };
+    out.lines().filter_map(|l| l.trim().strip_prefix("node/")).map(str::to_string).collect()
 }
 
 /// kube-proxy's and CoreDNS's versions as the first control plane's probe read them.
@@ -584,26 +607,75 @@ pub(crate) fn plan(input: PlanInput<'_>, operation: Operation, max_unavailable: 
         .filter(|h| h.runs_kubelet() && changed(&h.name, Component::Kubelet))
         .collect();
     let applier = cluster.hosts.iter().find(|h| h.is_control_plane());
-    if let (false, Some(applier)) = (kubelets.is_empty(), applier) {
-        let drained: Vec<&str> = kubelets.iter().map(|h| h.name.as_str()).collect();
-        plan.phases[0]
-            .sequence
-            .push(SequencedStep { host: applier.name.clone(), step: pdb_gate(&drained) });
+    // Nodes an interrupted upgrade left cordoned (its label says so) whose kubelet already
+    // runs the target: they get their version gate and uncordon first.
+    let left_cordoned: Vec<&Host> = cordoned_by_upgrade(input)
+        .iter()
+        .filter_map(|n| cluster.host(n))
+        .filter(|h| h.runs_kubelet() && !kubelets.iter().any(|k| k.name == h.name))
+        .collect();
+    if let (false, Some(applier)) = (kubelets.is_empty() && left_cordoned.is_empty(), applier) {
+        let mut seq = Vec::new();
+        let at = |host: &str, step: Step| SequencedStep { host: host.to_string(), step };
+        let k = |args: &[&str], why: &str| {
+            run(&kubectl(args).iter().map(String::as_str).collect::<Vec<_>>(), None, why)
+        };
+        let version_gate = |h: &Host| {
+            let want = format!("v{}", target.kubernetes);
+            let jsonpath = "jsonpath={.status.nodeInfo.kubeletVersion}";
+            let check = format!(
+                "test \"$({} get node {} -o '{jsonpath}')\" = {want}",
+                kubectl(&[]).join(" "),
+                h.name
+            );
+            gate(
+                format!("node {} reports kubelet {want}", h.name),
+                vec!["sh".into(), "-c".into(), check],
+                60,
+                2000,
+            )
+        };
+        let uncordon = |h: &Host| {
+            [
+                k(&["uncordon", &h.name], "the node takes pods again"),
+                k(
+                    &["label", "node", &h.name, &format!("{CORDON_LABEL}-")],
+                    "the upgrade is done with this node",
+                ),
+            ]
+        };
+        for h in &left_cordoned {
+            seq.push(at(&applier.name, version_gate(h)));
+            seq.extend(uncordon(h).map(|s| at(&applier.name, s)));
+        }
+        if !kubelets.is_empty() {
+            let drained: Vec<&str> = kubelets.iter().map(|h| h.name.as_str()).collect();
+            plan.phases[0]
+                .sequence
+                .push(SequencedStep { host: applier.name.clone(), step: pdb_gate(&drained) });
+        }
         let (cps, others): (Vec<&Host>, Vec<&Host>) =
             kubelets.iter().copied().partition(|h| h.is_control_plane());
         let batches = cps.chunks(1).chain(others.chunks(max_unavailable.max(1)));
-        let mut seq = Vec::new();
-        let at = |host: &str, step: Step| SequencedStep { host: host.to_string(), step };
         for batch in batches {
             for h in batch {
                 seq.push(at(
                     &applier.name,
-                    run(
-                        &kubectl(&["cordon", &h.name])
-                            .iter()
-                            .map(String::as_str)
-                            .collect::<Vec<_>>(),
-                        None,
+                    k(
+                        &[
+                            "label",
+                            "--overwrite",
+                            "node",
+                            &h.name,
+                            &format!("{CORDON_LABEL}=cordoned"),
+                        ],
+                        "marks the node cordoned by the upgrade, so a re-run uncordons it",
+                    ),
+                ));
+                seq.push(at(
+                    &applier.name,
+                    k(
+                        &["cordon", &h.name],
                         &format!("no new pods on {} while its kubelet is replaced", h.name),
                     ),
                 ));
@@ -643,35 +715,10 @@ pub(crate) fn plan(input: PlanInput<'_>, operation: Operation, max_unavailable: 
                         why: format!("kubelet {}", target.kubernetes),
                     }),
                 ));
-                let want = format!("v{}", target.kubernetes);
-                let jsonpath = "jsonpath={.status.nodeInfo.kubeletVersion}";
-                let check = format!(
-                    "test \"$({} get node {} -o '{jsonpath}')\" = {want}",
-                    kubectl(&[]).join(" "),
-                    h.name
-                );
-                seq.push(at(
-                    &applier.name,
-                    gate(
-                        format!("node {} reports kubelet {want}", h.name),
-                        vec!["sh".into(), "-c".into(), check],
-                        60,
-                        2000,
-                    ),
-                ));
+                seq.push(at(&applier.name, version_gate(h)));
             }
             for h in batch {
-                seq.push(at(
-                    &applier.name,
-                    run(
-                        &kubectl(&["uncordon", &h.name])
-                            .iter()
-                            .map(String::as_str)
-                            .collect::<Vec<_>>(),
-                        None,
-                        "the node takes pods again",
-                    ),
-                ));
+                seq.extend(uncordon(h).map(|s| at(&applier.name, s)));
             }
         }
         plan.phases.push(PhasePlan {

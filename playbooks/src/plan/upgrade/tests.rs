@@ -407,7 +407,13 @@ fn kubelets_go_control_planes_one_at_a_time_then_workers_in_batches_of_max_unava
     let facts = running(&cluster, "v1.33.1");
     let plan = plan_upgrade(&cluster, &facts, &old_etcd(), 2);
     let seq = sequence(&plan, Phase::Workers);
-    let drain = |h: &str| vec![format!("cp1: {K} cordon {h}"), drain_label(h)];
+    let drain = |h: &str| {
+        vec![
+            format!("cp1: {K} label --overwrite node {h} kubeforge.dev/upgrade=cordoned"),
+            format!("cp1: {K} cordon {h}"),
+            drain_label(h),
+        ]
+    };
     let kubelet = |h: &str| {
         vec![
             format!("{h}: push kubelet v1.34.1 to /usr/local/bin/kubelet"),
@@ -415,7 +421,12 @@ fn kubelets_go_control_planes_one_at_a_time_then_workers_in_batches_of_max_unava
             format!("cp1: wait: node {h} reports kubelet v1.34.1"),
         ]
     };
-    let uncordon = |h: &str| vec![format!("cp1: {K} uncordon {h}")];
+    let uncordon = |h: &str| {
+        vec![
+            format!("cp1: {K} uncordon {h}"),
+            format!("cp1: {K} label node {h} kubeforge.dev/upgrade-"),
+        ]
+    };
     let mut want = Vec::new();
     for batch in [&["cp1"][..], &["cp2"], &["cp3"], &["worker1", "worker2"]] {
         for h in batch {
@@ -619,7 +630,14 @@ fn only_the_first_control_plane_of_an_upgrade_reads_the_addons_from_the_cluster(
     let tree = render(&cluster);
     let op = Operation::Upgrade { spec_file: "c.yaml".into(), max_unavailable: 1 };
     let cp1 = probe_request_for(&op, &cluster, &tree, "cp1");
-    assert_eq!(cp1.commands.keys().collect::<Vec<_>>(), [COREDNS_PROBE, KUBE_PROXY_PROBE]);
+    assert_eq!(
+        cp1.commands.keys().collect::<Vec<_>>(),
+        [COREDNS_PROBE, KUBE_PROXY_PROBE, super::CORDONED_PROBE]
+    );
+    assert_eq!(
+        cp1.commands[super::CORDONED_PROBE].join(" "),
+        format!("{K} --request-timeout=5s get nodes -l kubeforge.dev/upgrade=cordoned -o name")
+    );
     assert_eq!(
         cp1.commands[KUBE_PROXY_PROBE].join(" "),
         format!(
@@ -873,4 +891,62 @@ fn an_etcd_only_cluster_gets_etcd_steps_and_nothing_of_kubernetes() {
         .map(|p| p.phase)
         .collect();
     assert_eq!(phases, [Phase::Etcd]);
+}
+
+#[test]
+fn a_rerun_uncordons_what_an_interrupted_upgrade_left_cordoned_and_nothing_else() {
+    // Interrupted after worker1's kubelet moved to v1.34.1 but before its uncordon: cp1's
+    // probe lists worker1 (and cp2, still on v1.33.1) as cordoned by the upgrade.
+    let cluster = target_cluster();
+    let mut facts = running(&cluster, "v1.33.1");
+    let Some(Ok(w1)) = facts.get_mut("worker1") else { panic!() };
+    w1.binaries.insert(
+        "kubelet".into(),
+        Binary { path: Some("/usr/local/bin/kubelet".into()), version: Some("v1.34.1".into()) },
+    );
+    let Some(Ok(cp1)) = facts.get_mut("cp1") else { panic!() };
+    cp1.commands.insert(
+        super::CORDONED_PROBE.into(),
+        crate::facts::CommandOutput { exit_status: 0, stdout: "node/cp2\nnode/worker1\n".into() },
+    );
+    let plan = plan_upgrade(&cluster, &facts, &old_etcd(), 1);
+    let seq = sequence(&plan, Phase::Workers);
+    assert_eq!(
+        seq[..3],
+        [
+            "cp1: wait: node worker1 reports kubelet v1.34.1".to_string(),
+            format!("cp1: {K} uncordon worker1"),
+            format!("cp1: {K} label node worker1 kubeforge.dev/upgrade-"),
+        ]
+    );
+    assert_eq!(seq.iter().filter(|l| l.contains(" uncordon worker1")).count(), 1);
+    assert_eq!(
+        seq.iter().filter(|l| l.contains(" uncordon cp2")).count(),
+        1,
+        "cp2 goes on as usual"
+    );
+    assert_eq!(batches(&seq), [vec!["cp1"], vec!["cp2"], vec!["cp3"], vec!["worker2"]]);
+
+    // Every kubelet on the target, one node left cordoned: the plan is just its uncordon.
+    let mut done = running(&cluster, "v1.34.1");
+    let Some(Ok(cp1)) = done.get_mut("cp1") else { panic!() };
+    cp1.commands.insert(
+        super::CORDONED_PROBE.into(),
+        crate::facts::CommandOutput { exit_status: 0, stdout: "node/worker2".into() },
+    );
+    let t = cluster.etcd.version.trim_start_matches('v').to_string();
+    let obs = observed(&[("cp1", &t), ("cp2", &t), ("cp3", &t)], "cp1");
+    for h in ["cp1", "cp2", "cp3"] {
+        upgraded(&cluster, &mut done, h);
+    }
+    let plan = plan_upgrade(&cluster, &done, &obs, 1);
+    assert_eq!(
+        sequence(&plan, Phase::Workers),
+        [
+            "cp1: wait: node worker2 reports kubelet v1.34.1".to_string(),
+            format!("cp1: {K} uncordon worker2"),
+            format!("cp1: {K} label node worker2 kubeforge.dev/upgrade-"),
+        ]
+    );
+    assert!(plan.phases[0].sequence.is_empty(), "nothing to drain: no PDB gate");
 }
