@@ -336,6 +336,12 @@ fn control_planes_roll_one_at_a_time_with_manifests_kept_diffs_shown_and_a_guard
         ]
     );
     assert!(plan.operation.stops_at_first_failure());
+    // `-o json` carries the way back as plan data.
+    let json = serde_json::to_value(&cp.hosts["cp2"][4]).unwrap();
+    assert_eq!(json["kind"], "guarded");
+    assert_eq!(json["gate"]["attempts"], 60);
+    assert_eq!(json["onFailure"][0]["kind"], "run");
+    assert_eq!(json["why"], "roll cp2 back to its kept manifests (1.33.1)");
 }
 
 #[test]
