@@ -107,6 +107,7 @@ fn versions_text(report: &UpgradeReport) -> String {
         report.addons.iter().filter(|a| a.version.is_none()).map(|a| a.component).collect();
     for h in &report.versions {
         let _ = writeln!(out, "  {}", h.host);
+        let before = out.len();
         for c in Component::ALL {
             let cell = match (h.get(c), t.get(c)) {
                 (None, _) if c.is_addon() && h.kubelet.is_some() && unobserved.contains(&c) => {
@@ -117,6 +118,9 @@ fn versions_text(report: &UpgradeReport) -> String {
                 (Some(r), _) => format!("{r}"),
             };
             let _ = writeln!(out, "    {:<24} {cell}", c.name());
+        }
+        if out.len() == before {
+            let _ = writeln!(out, "    (none of them runs here yet)");
         }
     }
     for a in &report.addons {
@@ -365,9 +369,12 @@ async fn apply_cmd(global: &Global, args: Args) -> miette::Result<ExitCode> {
         )
     } else {
         format!(
-            "The upgrade did not finish (see above). Run `{}` again to continue: members and hosts \
-             already on the target version are skipped. To go back instead: `kubeforge restore \
-             --from {kept}` (etcd refuses older binaries once every member runs the new one).",
+            "The upgrade did not finish (see above); it stopped at the first failure and started \
+             nothing after it (a control plane whose components did not come up was given its \
+             kept manifests back). Run `{}` again to continue: members and hosts already on the \
+             target version are skipped, and nodes it left cordoned are uncordoned. To go back \
+             instead: `kubeforge restore --from {kept}` (etcd refuses older binaries once every \
+             member runs the new one).",
             plan.operation.rerun()
         )
     };
@@ -420,13 +427,14 @@ mod tests {
             coredns: dns,
         };
         let e1 = HostVersions { host: "etcd1".into(), etcd: v("3.5.21"), ..Default::default() };
+        let fresh = HostVersions { host: "new1".into(), ..Default::default() };
         let seen = |c, version: Option<Semver>, source: &str| AddonObservation {
             component: c,
             version,
             source: source.into(),
         };
         UpgradeReport {
-            versions: vec![cp1, e1],
+            versions: vec![cp1, e1, fresh],
             targets: Targets {
                 kubernetes: Semver::new(1, 34, 1),
                 etcd: Semver::new(3, 6, 4),
@@ -462,6 +470,8 @@ mod tests {
     coredns                  not observed
   etcd1
     etcd                     3.5.21 → 3.6.4
+  new1
+    (none of them runs here yet)
   kube-proxy: DaemonSet kube-system/kube-proxy on cp1
   coredns: not observed: cp1 could not read it (kubectl exit 1)
 
