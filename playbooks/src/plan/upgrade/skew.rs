@@ -1,8 +1,10 @@
 //! Version skew rules of an upgrade, as pure functions: given the versions the hosts run (etcd,
-//! kube-apiserver from its static pod manifest's image tag, the kubelet's `--version`) and the
-//! spec's targets, say which rule refuses the change and what only deserves a warning. It owns
-//! the rules and their names (which every message carries); it does not read facts (see
-//! `super::observed_versions`) and does no I/O.
+//! the static pods' from their manifests' image tags, the kubelet's `--version`, kube-proxy's
+//! and CoreDNS's as the cluster reports them) and the spec's targets, say what changes, which
+//! rule refuses the change and what only deserves a warning. It owns the rules and their names
+//! (which every message carries); it does not read facts (see `super::host_versions`) and does
+//! no I/O. The rules judge kube-apiserver, the kubelets and etcd; the other components follow
+//! the control plane and are only reported as changes.
 //!
 //! The rules (kubeadm's `EnforceVersionPolicies`, `../shared/reference/kubeadm.md` §5.2, and
 //! etcd's one-minor-at-a-time upgrade, `etcd-lifecycle.md` §3):
