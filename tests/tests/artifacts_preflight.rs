@@ -74,6 +74,7 @@ fn captured_request() -> ProbeRequest {
         sysctls: set(&["net.bridge.bridge-nf-call-iptables", "net.ipv4.ip_forward"]),
         units: set(&["containerd.service", "etcd.service", "haproxy.service", "kubelet.service"]),
         binaries: set(&["containerd", "etcd", "kubelet", "runc"]),
+        commands: Default::default(),
     }
 }
 

@@ -53,6 +53,7 @@ fn facts(etcd_active: bool) -> HostFacts {
         files: BTreeMap::new(),
         paths_exist: BTreeMap::from([("/var/lib/etcd/member".to_string(), etcd_active)]),
         sysctls: BTreeMap::new(),
+        commands: BTreeMap::new(),
     }
 }
 

@@ -88,6 +88,7 @@ fn facts(tree: &RenderTree, host: &str) -> HostFacts {
         files,
         paths_exist: BTreeMap::new(),
         sysctls: BTreeMap::new(),
+        commands: BTreeMap::new(),
     }
 }
 

@@ -6,7 +6,9 @@
 //! takes an etcd snapshot from a healthy member into the state dir's `backups/` and verifies it
 //! (checksum, etcd's hash, a restore into a throwaway etcd), names it, and executes the plan
 //! with the same executor as `apply`. The planner decides every step; this module only does the
-//! snapshot, the printing and the confirmation.
+//! snapshot, the printing and the confirmation. The versions shown per host are etcd,
+//! kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and CoreDNS
+//! (the last two as the cluster reports them, "not observed" when it did not answer).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,6 +16,7 @@ use std::time::Instant;
 
 use clap::Subcommand;
 use kubeforge_playbooks::plan::upgrade::UpgradeReport;
+use kubeforge_playbooks::plan::upgrade::skew::Component;
 use kubeforge_playbooks::plan::{EtcdClientFiles, Operation, Phase, Plan};
 use miette::{IntoDiagnostic as _, miette};
 
@@ -58,9 +61,10 @@ pub fn run(global: &Global, cmd: Command) -> miette::Result<ExitCode> {
     }
 }
 
-/// Phases whose facts and artifacts an upgrade needs.
+/// The phases an upgrade does not need the artifacts of (etcd, the control planes', the
+/// kubelets' and the add-ons' images are all needed).
 fn skips() -> Vec<Phase> {
-    vec![Phase::Os, Phase::Runtime, Phase::Pki, Phase::LoadBalancer, Phase::Addons]
+    vec![Phase::Os, Phase::Runtime, Phase::Pki, Phase::LoadBalancer]
 }
 
 async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
@@ -82,29 +86,54 @@ async fn prepare(global: &Global, args: &Args) -> miette::Result<Prepared> {
 
 /// The versions table, warnings and what changes, for people.
 fn print_versions(report: &UpgradeReport) {
+    print!("{}", versions_text(report));
+}
+
+/// One block per host: every component it runs, `running → target` where they differ; the
+/// add-ons as the cluster reports them ("not observed" when it did not answer), then the
+/// rules' warnings and refusals.
+fn versions_text(report: &UpgradeReport) -> String {
+    use std::fmt::Write as _;
     let t = &report.targets;
-    println!("Versions (running → spec: etcd {}, Kubernetes {}):", t.etcd, t.kubernetes);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Versions (running → spec: etcd {}, Kubernetes {}, CoreDNS {}):",
+        t.etcd,
+        t.kubernetes,
+        t.coredns.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+    );
+    let unobserved: Vec<Component> =
+        report.addons.iter().filter(|a| a.version.is_none()).map(|a| a.component).collect();
     for h in &report.versions {
-        let cell = |running: Option<_>, target| match running {
-            None => "-".to_string(),
-            Some(r) if r == target => format!("{r}"),
-            Some(r) => format!("{r} → {target}"),
-        };
-        println!(
-            "  {:<12} etcd {:<18} kube-apiserver {:<18} kubelet {}",
-            h.host,
-            cell(h.etcd, t.etcd),
-            cell(h.kube_apiserver, t.kubernetes),
-            cell(h.kubelet, t.kubernetes)
-        );
+        let _ = writeln!(out, "  {}", h.host);
+        let before = out.len();
+        for c in Component::ALL {
+            let cell = match (h.get(c), t.get(c)) {
+                (None, _) if c.is_addon() && h.kubelet.is_some() && unobserved.contains(&c) => {
+                    "not observed".into()
+                }
+                (None, _) => continue,
+                (Some(r), Some(target)) if r != target => format!("{r} → {target}"),
+                (Some(r), _) => format!("{r}"),
+            };
+            let _ = writeln!(out, "    {:<24} {cell}", c.name());
+        }
+        if out.len() == before {
+            let _ = writeln!(out, "    (none of them runs here yet)");
+        }
+    }
+    for a in &report.addons {
+        let _ = writeln!(out, "  {}: {}", a.component.name(), a.source);
     }
     for w in &report.skew.warnings {
-        println!("warning: {}", w.message);
+        let _ = writeln!(out, "warning: {}", w.message);
     }
     for r in &report.skew.refusals {
-        println!("refused: {}", r.message);
+        let _ = writeln!(out, "refused: {}", r.message);
     }
-    println!();
+    let _ = writeln!(out);
+    out
 }
 
 fn print_all(global: &Global, prepared: &Prepared) -> miette::Result<()> {
@@ -340,9 +369,12 @@ async fn apply_cmd(global: &Global, args: Args) -> miette::Result<ExitCode> {
         )
     } else {
         format!(
-            "The upgrade did not finish (see above). Run `{}` again to continue: members and hosts \
-             already on the target version are skipped. To go back instead: `kubeforge restore \
-             --from {kept}` (etcd refuses older binaries once every member runs the new one).",
+            "The upgrade did not finish (see above); it stopped at the first failure and started \
+             nothing after it (a control plane whose components did not come up was given its \
+             kept manifests back). Run `{}` again to continue: members and hosts already on the \
+             target version are skipped, and nodes it left cordoned are uncordoned. To go back \
+             instead: `kubeforge restore --from {kept}` (etcd refuses older binaries once every \
+             member runs the new one).",
             plan.operation.rerun()
         )
     };
@@ -370,4 +402,80 @@ async fn apply_cmd(global: &Global, args: Args) -> miette::Result<ExitCode> {
         }
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[cfg(test)]
+mod tests {
+    use kubeforge_playbooks::plan::upgrade::skew::{HostVersions, Semver, SkewReport, Targets};
+    use kubeforge_playbooks::plan::upgrade::{AddonObservation, UpgradeReport};
+
+    use super::*;
+
+    fn v(s: &str) -> Option<Semver> {
+        Semver::parse(s)
+    }
+
+    fn report(proxy: Option<Semver>, dns: Option<Semver>) -> UpgradeReport {
+        let cp1 = HostVersions {
+            host: "cp1".into(),
+            etcd: v("3.5.21"),
+            kube_apiserver: v("1.33.1"),
+            kube_controller_manager: v("1.33.1"),
+            kube_scheduler: v("1.34.1"),
+            kubelet: v("1.33.1"),
+            kube_proxy: proxy,
+            coredns: dns,
+        };
+        let e1 = HostVersions { host: "etcd1".into(), etcd: v("3.5.21"), ..Default::default() };
+        let fresh = HostVersions { host: "new1".into(), ..Default::default() };
+        let seen = |c, version: Option<Semver>, source: &str| AddonObservation {
+            component: c,
+            version,
+            source: source.into(),
+        };
+        UpgradeReport {
+            versions: vec![cp1, e1, fresh],
+            targets: Targets {
+                kubernetes: Semver::new(1, 34, 1),
+                etcd: Semver::new(3, 6, 4),
+                kubeadm_etcd: v("3.6.4"),
+                coredns: v("1.12.1"),
+            },
+            addons: vec![
+                seen(Component::KubeProxy, proxy, "DaemonSet kube-system/kube-proxy on cp1"),
+                seen(
+                    Component::Coredns,
+                    dns,
+                    "not observed: cp1 could not read it (kubectl exit 1)",
+                ),
+            ],
+            changes: Vec::new(),
+            skew: SkewReport::default(),
+        }
+    }
+
+    #[test]
+    fn every_component_of_every_host_is_shown_and_an_unobserved_addon_says_so() {
+        let text = versions_text(&report(v("1.33.1"), None));
+        assert_eq!(
+            text,
+            "Versions (running → spec: etcd 3.6.4, Kubernetes 1.34.1, CoreDNS 1.12.1):
+  cp1
+    etcd                     3.5.21 → 3.6.4
+    kube-apiserver           1.33.1 → 1.34.1
+    kube-controller-manager  1.33.1 → 1.34.1
+    kube-scheduler           1.34.1
+    kubelet                  1.33.1 → 1.34.1
+    kube-proxy               1.33.1 → 1.34.1
+    coredns                  not observed
+  etcd1
+    etcd                     3.5.21 → 3.6.4
+  new1
+    (none of them runs here yet)
+  kube-proxy: DaemonSet kube-system/kube-proxy on cp1
+  coredns: not observed: cp1 could not read it (kubectl exit 1)
+
+"
+        );
+    }
 }

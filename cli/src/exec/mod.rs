@@ -143,6 +143,16 @@ pub async fn execute(
             }
         }
         events.emit(&Event::PhaseFinished { phase: phase_name.clone() });
+        // An operation that must not go on past a failure (an upgrade: no kubelet newer than
+        // a control plane that failed or was rolled back) starts no later phase.
+        if plan.operation.stops_at_first_failure()
+            && !report.failures.is_empty()
+            && !report.interrupted
+        {
+            report.not_started =
+                plan.phases[index + 1..].iter().map(|p| p.phase.to_string()).collect();
+            break;
+        }
         if report.interrupted {
             report.not_started =
                 plan.phases[index + 1..].iter().map(|p| p.phase.to_string()).collect();
@@ -396,6 +406,7 @@ impl StepContext<'_> {
                     () = self.cancel.cancelled() => Err(StepError::Interrupted),
                 }
             }
+            Step::Guarded(g) => self.guarded(g).await,
             Step::Gate(g) => {
                 let mut last = (0, String::new());
                 for attempt in 0..g.attempts.max(1) {
@@ -432,6 +443,58 @@ impl StepContext<'_> {
                     .into())
             }
         }
+    }
+
+    /// A gate with a way back: when the gate fails, the plan's `on_failure` steps run in
+    /// order (the first that fails stops them) and the step fails, saying whether they worked.
+    async fn guarded(
+        &self,
+        g: &kubeforge_playbooks::plan::Guarded,
+    ) -> Result<StepOutcome, StepError> {
+        let failed = match Box::pin(self.run_step(&Step::Gate(g.gate.clone()))).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(StepError::Interrupted) => return Err(StepError::Interrupted),
+            Err(StepError::Failed(f)) => f,
+        };
+        let mut undone = Ok(());
+        for step in &g.on_failure {
+            let label = step.label();
+            let ctx = StepContext { label: &label, ..*self };
+            match Box::pin(ctx.run_step(step)).await {
+                Ok(_) => {}
+                Err(StepError::Interrupted) => return Err(StepError::Interrupted),
+                Err(StepError::Failed(f)) => {
+                    undone = Err(f);
+                    break;
+                }
+            }
+        }
+        let (stderr_tail, remedy) = match undone {
+            Ok(()) => (
+                format!(
+                    "{}\n{} did not happen; done instead: {}",
+                    failed.stderr_tail, g.gate.what, g.why
+                ),
+                format!(
+                    "the change was undone ({}); the upgrade stopped there. Look at the \
+                     components' logs on the host (crictl ps -a, crictl logs, journalctl -u \
+                     kubelet), fix the cause, then run `{}` again",
+                    g.why, self.rerun
+                ),
+            ),
+            Err(f) => (
+                format!(
+                    "{}\n{} did not happen, and undoing it failed too at `{}`: {}",
+                    failed.stderr_tail, g.gate.what, f.step, f.stderr_tail
+                ),
+                format!(
+                    "neither the change nor its undoing ({}) finished: {}; bring the host back \
+                     by hand, then run `{}` again",
+                    g.why, f.remedy, self.rerun
+                ),
+            ),
+        };
+        Err(StepError::Failed(HostFailure { stderr_tail, remedy, ..failed }))
     }
 
     /// Runs `argv` on each host (a cluster-level gate); returns the hosts where it exited 0
@@ -573,3 +636,5 @@ impl StepContext<'_> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_guarded;

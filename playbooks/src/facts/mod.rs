@@ -35,6 +35,12 @@ pub struct ProbeRequest {
     pub units: BTreeSet<String>,
     /// Binaries whose `--version` output is needed (`containerd`, `runc`).
     pub binaries: BTreeSet<String>,
+    /// Read-only commands whose output is needed, by a name the planner chooses → argv (an
+    /// upgrade reads the kube-proxy DaemonSet's and the CoreDNS Deployment's images with
+    /// `kubectl get` on the first control plane). Each runs under `timeout 15`, stderr
+    /// dropped. Omitted from JSON when empty.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub commands: BTreeMap<String, Vec<String>>,
 }
 
 /// Files larger than this are hashed but never read whole.
@@ -67,6 +73,25 @@ pub struct HostFacts {
     pub paths_exist: BTreeMap<String, bool>,
     /// sysctl name → current value (whitespace normalised), `None` when the key does not exist.
     pub sysctls: BTreeMap<String, Option<String>>,
+    /// Name → what each of the request's `commands` printed. Omitted from JSON when empty.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub commands: BTreeMap<String, CommandOutput>,
+}
+
+/// What one probe command did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandOutput {
+    /// Its exit status (124: `timeout` stopped it; 127: not installed).
+    pub exit_status: i32,
+    /// Its standard output, trailing newlines removed.
+    pub stdout: String,
+}
+
+impl CommandOutput {
+    /// The output of a command that succeeded and printed something.
+    pub fn ok(&self) -> Option<&str> {
+        (self.exit_status == 0 && !self.stdout.trim().is_empty()).then_some(self.stdout.trim())
+    }
 }
 
 /// The parts of `/etc/os-release` preflight judges.

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use base64::Engine;
 
 use super::{
-    Binary, FactsError, FileState, HostFacts, OsRelease, ProbeRequest, ProbeWindow, SwapArea,
-    UnitState,
+    Binary, CommandOutput, FactsError, FileState, HostFacts, OsRelease, ProbeRequest, ProbeWindow,
+    SwapArea, UnitState,
 };
 
 fn malformed(section: &str, problem: impl Into<String>) -> FactsError {
@@ -286,6 +286,20 @@ pub fn parse_probe_output(
         sysctls.insert(key.clone(), value);
     }
 
+    let command_sections = by_arg("command");
+    let mut commands = BTreeMap::new();
+    for name in request.commands.keys() {
+        let text = command_sections
+            .get(name.as_str())
+            .ok_or_else(|| FactsError::MissingSection { section: format!("command {name}") })?;
+        let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
+        let exit_status = first
+            .strip_prefix("exit=")
+            .and_then(|n| n.trim().parse().ok())
+            .ok_or_else(|| malformed("command", format!("{name}: no exit= line")))?;
+        commands.insert(name.clone(), CommandOutput { exit_status, stdout: rest.to_string() });
+    }
+
     let mut files = BTreeMap::new();
     let wanted: BTreeSet<&String> = request.hash_files.union(&request.read_files).collect();
     if !wanted.is_empty() {
@@ -334,6 +348,7 @@ pub fn parse_probe_output(
         files,
         paths_exist,
         sysctls,
+        commands,
     })
 }
 

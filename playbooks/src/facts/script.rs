@@ -55,6 +55,14 @@ pub fn probe_script(request: &ProbeRequest) -> String {
         let q = sh_quote(&proc_path);
         s.push_str(&format!("s sysctl {}; cat {q} 2>/dev/null || echo '@absent'\n", sh_quote(key)));
     }
+    for (name, argv) in &request.commands {
+        let line: Vec<String> = argv.iter().map(|w| sh_quote(w)).collect();
+        s.push_str(&format!(
+            "s command {}; o=$(timeout 15 {} 2>/dev/null); echo \"exit=$?\"; printf '%s\\n' \"$o\"\n",
+            sh_quote(name),
+            line.join(" ")
+        ));
+    }
     let hashed: Vec<String> =
         request.hash_files.union(&request.read_files).map(|p| sh_quote(p)).collect();
     if !hashed.is_empty() {

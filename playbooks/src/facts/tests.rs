@@ -156,6 +156,15 @@ fn probe_script_runs_under_sh_and_parses() {
         sysctls: ["kernel.ostype".to_string(), "no.such.key".to_string()].into(),
         units: ["kubeforge-test-nosuch.service".to_string()].into(),
         binaries: ["sh".to_string(), "kubeforge-no-such-binary".to_string()].into(),
+        commands: [
+            ("says".to_string(), vec!["echo".to_string(), "v1.34.1 it's".to_string()]),
+            (
+                "fails".to_string(),
+                vec!["sh".to_string(), "-c".to_string(), "echo x; exit 3".to_string()],
+            ),
+            ("absent".to_string(), vec!["kubeforge-no-such-binary".to_string()]),
+        ]
+        .into(),
     };
     let sent = now_ns();
     let output =
@@ -183,4 +192,10 @@ fn probe_script_runs_under_sh_and_parses() {
     assert!(facts.binaries["sh"].path.is_some());
     assert_eq!(facts.binaries["kubeforge-no-such-binary"].path, None);
     assert!(facts.units.contains_key("kubeforge-test-nosuch.service"));
+    // Probe commands: their output and exit status, quoted words passed whole.
+    assert_eq!(facts.commands["says"].ok(), Some("v1.34.1 it's"));
+    assert_eq!(facts.commands["fails"].exit_status, 3);
+    assert_eq!(facts.commands["fails"].ok(), None);
+    assert_eq!(facts.commands["absent"].exit_status, 127);
+    assert_eq!(facts.commands["absent"].ok(), None);
 }

@@ -47,7 +47,7 @@ pub use runtime::ARTIFACT_BINARIES;
 pub use text::render_text;
 pub use types::{
     DiffText, EtcdAction, EtcdClientFiles, EtcdOp, EtcdTiming, FileReason, Gate, GateAcross,
-    PhasePlan, Plan, Problem, PushArtifact, PutFile, Run, SequencedStep, Step, UnitAction,
+    Guarded, PhasePlan, Plan, Problem, PushArtifact, PutFile, Run, SequencedStep, Step, UnitAction,
     UnitStep,
 };
 
@@ -157,7 +157,8 @@ pub fn probe_request_for(
     match operation {
         Operation::Restore { .. } => restore::extend_request(cluster, host, &mut request),
         Operation::Reset { .. } => reset::extend_request(&mut request),
-        Operation::Apply | Operation::Upgrade { .. } => {}
+        Operation::Upgrade { .. } => upgrade::extend_request(cluster, host, &mut request),
+        Operation::Apply => {}
     }
     request
 }

@@ -100,6 +100,14 @@ impl Operation {
         }
     }
 
+    /// Whether the first failure stops the whole run (no later phase starts on any host): an
+    /// upgrade must not move kubelets past a control plane that failed (or was rolled back),
+    /// nor start anything after a preflight gate said no. Other operations let the hosts that
+    /// did not fail go on.
+    pub fn stops_at_first_failure(&self) -> bool {
+        matches!(self, Operation::Upgrade { .. })
+    }
+
     /// Whether planning reads etcd's member list and health first (`cli::observe`). `apply`
     /// plans membership changes from it; a restore replaces the cluster, so it must be
     /// plannable when no member answers at all.

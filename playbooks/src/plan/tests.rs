@@ -148,6 +148,7 @@ pub(crate) fn fresh_facts(hostname: &str) -> HostFacts {
             ("net.ipv4.ip_forward".into(), Some("0".into())),
             ("net.bridge.bridge-nf-call-iptables".into(), None),
         ]),
+        commands: BTreeMap::new(),
     }
 }
 
@@ -231,7 +232,7 @@ pub(crate) fn simulate(plan: &Plan, facts: &mut BTreeMap<String, HostProbe>) {
                         other => panic!("unexpected command {other}"),
                     },
                     Step::Unit(u) => simulate_unit(&mut f.units, u),
-                    Step::Gate(_) | Step::Etcd(_) => {}
+                    Step::Gate(_) | Step::Guarded(_) | Step::Etcd(_) => {}
                 }
             }
         }

@@ -147,7 +147,7 @@ impl Counts {
             Step::PushArtifact(_) => self.pushes += 1,
             Step::Run(_) => self.commands += 1,
             Step::Unit(_) => self.units += 1,
-            Step::Gate(_) => {}
+            Step::Gate(_) | Step::Guarded(_) => {}
             Step::Etcd(op) => {
                 if !op.action.is_gate() {
                     self.etcd += 1;
@@ -167,7 +167,7 @@ fn shape(step: &Step) -> Shape {
         Step::PushArtifact(a) => (1, a.dest.clone()),
         Step::Run(r) => (2, r.argv.first().cloned().unwrap_or_default()),
         Step::Unit(u) => (3, u.argv().join(" ")),
-        Step::Gate(_) => (4, String::new()),
+        Step::Gate(_) | Step::Guarded(_) => (4, String::new()),
         Step::Etcd(_) => (5, String::new()),
     }
 }
@@ -359,6 +359,18 @@ fn step_lines(out: &mut String, step: &Step, indent: &str) {
                 "{indent}    (through 127.0.0.1:{} over SSH, client certificate {})",
                 op.client_port, op.tls.cert
             );
+        }
+        Step::Guarded(g) => {
+            let _ = writeln!(
+                out,
+                "{indent}? wait until {} (up to {} x {} ms)",
+                g.gate.what, g.gate.attempts, g.gate.interval_ms
+            );
+            let _ = writeln!(out, "{indent}  if it does not, {}, then stop:", g.why);
+            let deeper = format!("{indent}    ");
+            for step in &g.on_failure {
+                step_lines(out, step, &deeper);
+            }
         }
     }
 }

@@ -105,6 +105,8 @@ pub enum Step {
     Gate(Gate),
     /// An etcd client operation from the operator's machine (only in a phase's sequence).
     Etcd(EtcdOp),
+    /// A gate with a way back: when it fails, `on_failure` runs, and the step fails either way.
+    Guarded(Guarded),
 }
 
 impl Step {
@@ -120,8 +122,24 @@ impl Step {
             Step::Unit(u) => u.argv().join(" "),
             Step::Gate(g) => format!("wait: {}", g.what),
             Step::Etcd(op) => format!("etcd: {}", op.action),
+            Step::Guarded(g) => format!("wait: {}, else {}", g.gate.what, g.why),
         }
     }
+}
+
+/// A gate whose failure is answered by the plan itself (an upgraded control plane whose
+/// components do not come up gets its kept manifests back). The executor runs `gate`; when
+/// it fails, it runs `on_failure` in order on the same host (the first of those that fails
+/// stops them) and the step fails, its report saying whether the way back worked. The
+/// executor decides nothing: what to undo is here.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Guarded {
+    pub gate: Gate,
+    /// Plain steps (no nested `Guarded`), run only after the gate failed.
+    pub on_failure: Vec<Step>,
+    /// What `on_failure` achieves (`roll cp1 back to its kept manifests`).
+    pub why: String,
 }
 
 /// Put a file's bytes on a host (atomically; skipped by the transport if already identical).

@@ -178,7 +178,7 @@ impl Sim {
                 self.host(host).paths_exist.insert(unit::MEMBER_DIR.into(), false);
             }
             Step::Run(r) => panic!("unexpected command {:?}", r.argv),
-            Step::Gate(_) => {}
+            Step::Gate(_) | Step::Guarded(_) => {}
             Step::Etcd(op) => {
                 self.ops.push(format!("{host}: {}", op.action));
                 match &op.action {

@@ -1,8 +1,10 @@
 //! Version skew rules of an upgrade, as pure functions: given the versions the hosts run (etcd,
-//! kube-apiserver from its static pod manifest's image tag, the kubelet's `--version`) and the
-//! spec's targets, say which rule refuses the change and what only deserves a warning. It owns
-//! the rules and their names (which every message carries); it does not read facts (see
-//! `super::observed_versions`) and does no I/O.
+//! the static pods' from their manifests' image tags, the kubelet's `--version`, kube-proxy's
+//! and CoreDNS's as the cluster reports them) and the spec's targets, say what changes, which
+//! rule refuses the change and what only deserves a warning. It owns the rules and their names
+//! (which every message carries); it does not read facts (see `super::host_versions`) and does
+//! no I/O. The rules judge kube-apiserver, the kubelets and etcd; the other components follow
+//! the control plane and are only reported as changes.
 //!
 //! The rules (kubeadm's `EnforceVersionPolicies`, `../shared/reference/kubeadm.md` §5.2, and
 //! etcd's one-minor-at-a-time upgrade, `etcd-lifecycle.md` §3):
@@ -68,27 +70,65 @@ impl fmt::Display for Semver {
 pub enum Component {
     Etcd,
     KubeApiserver,
+    KubeControllerManager,
+    KubeScheduler,
     Kubelet,
+    KubeProxy,
+    Coredns,
 }
 
 impl Component {
+    /// Every component an upgrade reports, in the order it upgrades them.
+    pub const ALL: [Component; 7] = [
+        Component::Etcd,
+        Component::KubeApiserver,
+        Component::KubeControllerManager,
+        Component::KubeScheduler,
+        Component::Kubelet,
+        Component::KubeProxy,
+        Component::Coredns,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Component::Etcd => "etcd",
             Component::KubeApiserver => "kube-apiserver",
+            Component::KubeControllerManager => "kube-controller-manager",
+            Component::KubeScheduler => "kube-scheduler",
             Component::Kubelet => "kubelet",
+            Component::KubeProxy => "kube-proxy",
+            Component::Coredns => "coredns",
         }
+    }
+
+    /// The control plane's static pods (upgraded together, one control plane at a time).
+    pub fn is_static_pod(self) -> bool {
+        matches!(
+            self,
+            Component::KubeApiserver | Component::KubeControllerManager | Component::KubeScheduler
+        )
+    }
+
+    /// The add-ons applied through the API, read from the cluster (not from a host).
+    pub fn is_addon(self) -> bool {
+        matches!(self, Component::KubeProxy | Component::Coredns)
     }
 }
 
-/// What one host runs (`None`: the component is not there, or not running: a fresh host is
-/// not an upgrade).
+/// What one host runs (`None`: the component is not there, not running, or — for the
+/// add-ons — not observed: a fresh host is not an upgrade, and nothing is assumed).
+/// `kube_proxy` and `coredns` are the cluster's (the DaemonSet's and the Deployment's image
+/// tags), shown on every host that runs a kubelet.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct HostVersions {
     pub host: String,
     pub etcd: Option<Semver>,
     pub kube_apiserver: Option<Semver>,
+    pub kube_controller_manager: Option<Semver>,
+    pub kube_scheduler: Option<Semver>,
     pub kubelet: Option<Semver>,
+    pub kube_proxy: Option<Semver>,
+    pub coredns: Option<Semver>,
 }
 
 impl HostVersions {
@@ -96,7 +136,11 @@ impl HostVersions {
         match c {
             Component::Etcd => self.etcd,
             Component::KubeApiserver => self.kube_apiserver,
+            Component::KubeControllerManager => self.kube_controller_manager,
+            Component::KubeScheduler => self.kube_scheduler,
             Component::Kubelet => self.kubelet,
+            Component::KubeProxy => self.kube_proxy,
+            Component::Coredns => self.coredns,
         }
     }
 }
@@ -108,13 +152,17 @@ pub struct Targets {
     pub etcd: Semver,
     /// The etcd kubeadm pairs with the target Kubernetes minor, when known.
     pub kubeadm_etcd: Option<Semver>,
+    /// The CoreDNS kubeadm pairs with the target Kubernetes minor (what the add-ons render).
+    pub coredns: Option<Semver>,
 }
 
 impl Targets {
-    pub fn get(&self, c: Component) -> Semver {
+    /// The target of `c` (`None`: CoreDNS of a release kubeforge has no pairing for).
+    pub fn get(&self, c: Component) -> Option<Semver> {
         match c {
-            Component::Etcd => self.etcd,
-            Component::KubeApiserver | Component::Kubelet => self.kubernetes,
+            Component::Etcd => Some(self.etcd),
+            Component::Coredns => self.coredns,
+            _ => Some(self.kubernetes),
         }
     }
 }
@@ -188,12 +236,11 @@ impl fmt::Display for Change {
 pub fn changes(observed: &[HostVersions], targets: &Targets) -> Vec<Change> {
     let mut out = Vec::new();
     for h in observed {
-        for c in [Component::Etcd, Component::KubeApiserver, Component::Kubelet] {
-            if let Some(from) = h.get(c) {
-                let to = targets.get(c);
-                if from != to {
-                    out.push(Change { host: h.host.clone(), component: c, from, to });
-                }
+        for c in Component::ALL {
+            if let (Some(from), Some(to)) = (h.get(c), targets.get(c))
+                && from != to
+            {
+                out.push(Change { host: h.host.clone(), component: c, from, to });
             }
         }
     }
@@ -205,7 +252,7 @@ pub fn check(observed: &[HostVersions], targets: &Targets) -> SkewReport {
     let mut report = SkewReport::default();
     let k8s = targets.kubernetes;
     let mut refuse = |rule: Rule, h: &HostVersions, c: Component, from: Semver, why: String| {
-        let target = targets.get(c);
+        let target = targets.get(c).unwrap_or(k8s);
         report.refusals.push(Finding {
             rule,
             host: h.host.clone(),
@@ -331,7 +378,7 @@ mod tests {
     }
 
     fn targets(k8s: &str, etcd: &str) -> Targets {
-        Targets { kubernetes: v(k8s), etcd: v(etcd), kubeadm_etcd: None }
+        Targets { kubernetes: v(k8s), etcd: v(etcd), kubeadm_etcd: None, coredns: None }
     }
 
     fn host(
@@ -345,6 +392,7 @@ mod tests {
             etcd: etcd.map(v),
             kube_apiserver: api.map(v),
             kubelet: kubelet.map(v),
+            ..HostVersions::default()
         }
     }
 
@@ -376,6 +424,31 @@ mod tests {
         let r = check(&hosts, &targets("v1.34.0", "v3.5.1"));
         assert!(r.refusals.is_empty(), "{r:#?}");
         assert_eq!(changes(&hosts, &targets("v1.34.0", "v3.5.1")).len(), 4);
+    }
+
+    #[test]
+    fn every_component_that_differs_is_a_change_and_an_unobserved_one_is_not() {
+        let mut t = targets("v1.34.1", "v3.6.4");
+        t.coredns = Some(v("v1.12.1"));
+        let h = HostVersions {
+            host: "cp1".into(),
+            etcd: Some(v("3.6.4")),
+            kube_apiserver: Some(v("v1.34.1")),
+            kube_controller_manager: Some(v("v1.33.1")),
+            kube_scheduler: Some(v("v1.33.1")),
+            kubelet: Some(v("v1.34.1")),
+            kube_proxy: Some(v("v1.33.1")),
+            coredns: None,
+        };
+        let shown: Vec<String> = changes(&[h], &t).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "cp1 kube-controller-manager 1.33.1 → 1.34.1",
+                "cp1 kube-scheduler 1.33.1 → 1.34.1",
+                "cp1 kube-proxy 1.33.1 → 1.34.1",
+            ]
+        );
     }
 
     #[test]
