@@ -173,8 +173,12 @@ pub fn parse_stat(text: &str) -> Result<BTreeMap<String, (u32, String, String)>,
     Ok(out)
 }
 
-/// The host clock minus the operator's, in ms: the host's `date +%s.%N` against the midpoint of
-/// the operator's send and receive times, which bounds the error by half the round trip.
+/// How far the host clock is at least off the operator's, in ms (0 when it may be right).
+/// The host's `date +%s.%N` was taken somewhere between the operator sending the probe and
+/// receiving its output, so the true offset lies between `remote - received` and
+/// `remote - sent`; the one nearest zero is returned. A midpoint estimate instead errs by half
+/// the round trip, and a probe slowed by a loaded machine or a slow command (seconds) would
+/// then refuse hosts whose clocks are right.
 pub fn clock_offset_ms(remote: &str, window: ProbeWindow) -> Result<i64, FactsError> {
     let remote = remote.trim();
     let (secs, frac) = remote.split_once('.').unwrap_or((remote, "0"));
@@ -186,8 +190,14 @@ pub fn clock_offset_ms(remote: &str, window: ProbeWindow) -> Result<i64, FactsEr
         .and_then(|f| f.parse().ok())
         .ok_or_else(|| malformed("clock", format!("not a time: {remote:?}")))?;
     let remote_ns = secs * 1_000_000_000 + nanos;
-    let midpoint = (window.sent_unix_ns + window.received_unix_ns) / 2;
-    Ok(((remote_ns - midpoint) / 1_000_000) as i64)
+    let off_ns = if remote_ns < window.sent_unix_ns {
+        remote_ns - window.sent_unix_ns
+    } else if remote_ns > window.received_unix_ns {
+        remote_ns - window.received_unix_ns
+    } else {
+        0
+    };
+    Ok((off_ns / 1_000_000) as i64)
 }
 
 /// Splits probe output into `(section, argument) → text` in order.

@@ -114,14 +114,30 @@ fn sha256sum_and_stat_lines() {
 }
 
 #[test]
-fn clock_offset_uses_the_round_trip_midpoint() {
+fn clock_offset_is_the_least_the_round_trip_allows() {
     let window = ProbeWindow {
         sent_unix_ns: 1_795_323_596_000_000_000,
         received_unix_ns: 1_795_323_596_200_000_000,
     };
-    assert_eq!(clock_offset_ms("1795323596.379454240", window), Ok(279));
-    assert_eq!(clock_offset_ms("1795323590.1", window), Ok(-6000));
+    // After the output arrived: at least that far ahead.
+    assert_eq!(clock_offset_ms("1795323596.379454240", window), Ok(179));
+    // Before the probe was sent: at least that far behind.
+    assert_eq!(clock_offset_ms("1795323590.1", window), Ok(-5900));
+    // Within the round trip: the clock may be right.
+    assert_eq!(clock_offset_ms("1795323596.150", window), Ok(0));
     assert!(clock_offset_ms("soon", window).is_err());
+}
+
+#[test]
+fn a_slow_probe_does_not_make_a_right_clock_look_wrong() {
+    // A 5 s probe on a loaded machine whose host answered `date` 10 ms after the send: the
+    // midpoint would say 2.49 s behind, over the 2 s limit.
+    let window = ProbeWindow {
+        sent_unix_ns: 1_795_323_596_000_000_000,
+        received_unix_ns: 1_795_323_601_000_000_000,
+    };
+    assert_eq!(clock_offset_ms("1795323596.010", window), Ok(0));
+    assert_eq!(clock_offset_ms("1795323593.000", window), Ok(-3000));
 }
 
 #[test]

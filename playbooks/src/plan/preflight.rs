@@ -186,7 +186,7 @@ fn host_checks(input: PlanInput<'_>, host: &Host, facts: &HostFacts) -> Vec<Prob
         problems.push(problem(
             "clock",
             format!(
-                "clock is {} ms off the operator's (at most {MAX_CLOCK_OFFSET_MS} ms allowed)",
+                "clock is at least {} ms off the operator's (at most {MAX_CLOCK_OFFSET_MS} ms allowed)",
                 facts.clock_offset_ms
             ),
             "synchronise clocks with NTP (`timedatectl set-ntp true`, or chrony/systemd-timesyncd)",
