@@ -152,6 +152,13 @@ impl Lab {
         assert!(String::from_utf8_lossy(&out.stdout).ends_with("No changes.\n"), "{}", text(&out));
     }
 
+    /// `<state>/applied.json`, the record of the last successful apply.
+    pub fn applied(&self) -> Value {
+        let path = self.dir.path().join(".kubeforge").join(&self.name).join("applied.json");
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        serde_json::from_slice(&bytes).expect("applied.json is JSON")
+    }
+
     /// A file of the state dir's PKI (`etcd/ca.crt`, `nodes/cp1/etcd/healthcheck-client.key`).
     pub fn pki(&self, rel: &str) -> Vec<u8> {
         let path = self.dir.path().join(".kubeforge").join(&self.name).join("pki").join(rel);
@@ -337,4 +344,35 @@ pub async fn assert_all_written(ep: &Endpoint, tls: &EtcdTls, acked: u64) {
         let value = client.linearizable_get(&key).await.expect("linearizable get");
         assert_eq!(value, Some(n.to_string().into_bytes()), "{key} lost");
     }
+}
+
+/// Fails the test when `/` has less than the 8 GB a lab of several machines needs, instead of
+/// letting a full disk fail it half way with a confusing error.
+pub fn assert_disk_for_lab() {
+    let out = Command::new("df").args(["-B1G", "--output=avail", "/"]).output().expect("df");
+    let free: u64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(free >= 8, "only {free} GB free on /: a lab needs at least 8 GB");
+}
+
+/// A lab spec without the hosts named in `gone` (each host is three lines in a lab spec:
+/// `- name:`, `address:`, `roles:`).
+pub fn spec_without_hosts(spec: &str, gone: &[&str]) -> String {
+    let mut out = Vec::new();
+    let mut skip = 0;
+    for line in spec.lines() {
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        if gone.iter().any(|h| line.trim() == format!("- name: {h}")) {
+            skip = 2;
+            continue;
+        }
+        out.push(line);
+    }
+    out.join("\n") + "\n"
 }

@@ -11,18 +11,14 @@
 
 use std::collections::BTreeMap;
 
-use kubeforge_tests::lab::{Lab, Machine, assert_etcd_members, enabled, runtime, text};
+use kubeforge_tests::lab::{
+    Lab, Machine, assert_disk_for_lab, assert_etcd_members, enabled, runtime, text,
+};
 use serde_json::Value;
 
 const UNTIL: &str = "loadbalancer";
 const UNITS: &str =
     "etcd.service kubelet.service haproxy.service keepalived.service kubeforge-backup.timer";
-
-fn applied(lab: &Lab) -> Value {
-    let path = lab.dir.path().join(".kubeforge").join(&lab.name).join("applied.json");
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_json::from_slice(&bytes).expect("applied.json is JSON")
-}
 
 /// Host → its managed files, from the applied record.
 fn managed_files(record: &Value) -> BTreeMap<String, Vec<String>> {
@@ -59,23 +55,12 @@ fn present_files(m: &Machine, files: &[String]) -> Vec<String> {
     m.ssh_ok(&script).lines().map(str::to_string).collect()
 }
 
-fn root_free_gb() -> u64 {
-    let out = std::process::Command::new("df").args(["-B1G", "--output=avail", "/"]).output();
-    let out = out.expect("df");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn reset_of_a_worker_then_of_the_whole_lab_leaves_nothing_and_apply_rebuilds() {
     if !enabled() {
         return;
     }
-    let free = root_free_gb();
-    assert!(free >= 8, "only {free} GB free on /: a lab needs at least 8 GB");
+    assert_disk_for_lab();
     let lab = Lab::up(&format!("d{}", std::process::id() % 100_000), &[]);
     let spec = lab.spec_arg().to_string();
     let apply = ["apply", "-f", spec.as_str(), "--until", UNTIL, "--yes"];
@@ -87,7 +72,7 @@ fn reset_of_a_worker_then_of_the_whole_lab_leaves_nothing_and_apply_rebuilds() {
     rt.block_on(assert_etcd_members(&lab.spec_text(), &["cp1", "cp2", "cp3"], &tls));
 
     // 1. The applied record.
-    let first = applied(&lab);
+    let first = lab.applied();
     assert_eq!(first["generation"], 1, "{first}");
     assert_eq!(first["loadBalancer"], "keepalived-haproxy");
     assert_eq!(first["etcdTopology"], "stacked");
@@ -98,7 +83,7 @@ fn reset_of_a_worker_then_of_the_whole_lab_leaves_nothing_and_apply_rebuilds() {
     assert!(!present_files(by_name("w1"), &w1_files).is_empty(), "apply put files on w1");
     // A converged apply writes no new generation.
     lab.ok(&apply);
-    assert_eq!(applied(&lab)["generation"], 1);
+    assert_eq!(lab.applied()["generation"], 1);
 
     // 2. Reset one worker.
     let out = lab.ok(&["reset", "-f", &spec, "--hosts", "w1", "--yes"]);
@@ -107,7 +92,7 @@ fn reset_of_a_worker_then_of_the_whole_lab_leaves_nothing_and_apply_rebuilds() {
     let w1 = by_name("w1");
     assert_eq!(running_units(w1), Vec::<String>::new());
     assert_eq!(present_files(w1, &w1_files), Vec::<String>::new(), "{shown}");
-    let after_w1 = applied(&lab);
+    let after_w1 = lab.applied();
     assert_eq!(after_w1["generation"], 2);
     assert!(after_w1["hosts"].get("w1").is_none(), "{after_w1}");
     for cp in ["cp1", "cp2", "cp3"] {
@@ -155,6 +140,6 @@ fn reset_of_a_worker_then_of_the_whole_lab_leaves_nothing_and_apply_rebuilds() {
         let units = running_units(by_name(cp));
         assert_eq!(units, ["etcd.service", "haproxy.service", "keepalived.service"], "{cp}");
     }
-    assert_eq!(applied(&lab)["generation"], 1, "the whole-lab reset moved the record aside");
+    assert_eq!(lab.applied()["generation"], 1, "the whole-lab reset moved the record aside");
     lab.assert_converged(UNTIL);
 }

@@ -9,46 +9,12 @@
 
 use kubeforge::etcd::EtcdClient;
 use kubeforge_tests::lab::{
-    ETCD_TIMEOUTS, Lab, Machine, assert_etcd_members, enabled, etcd_endpoints, runtime, text,
+    ETCD_TIMEOUTS, Lab, Machine, assert_disk_for_lab, assert_etcd_members, enabled, etcd_endpoints,
+    runtime, spec_without_hosts, text,
 };
-use serde_json::Value;
 
 const UNTIL: &str = "loadbalancer";
 const REMOVED: [&str; 3] = ["cp4", "cp5", "w2"];
-
-fn applied(lab: &Lab) -> Value {
-    let path = lab.dir.path().join(".kubeforge").join(&lab.name).join("applied.json");
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_json::from_slice(&bytes).expect("applied.json is JSON")
-}
-
-fn root_free_gb() -> u64 {
-    let out = std::process::Command::new("df").args(["-B1G", "--output=avail", "/"]).output();
-    let out = out.expect("df");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// The spec without the hosts named in `gone` (each host is three lines in a lab spec).
-fn without_hosts(spec: &str, gone: &[&str]) -> String {
-    let mut out = Vec::new();
-    let mut skip = 0;
-    for line in spec.lines() {
-        if skip > 0 {
-            skip -= 1;
-            continue;
-        }
-        if gone.iter().any(|h| line.trim() == format!("- name: {h}")) {
-            skip = 2;
-            continue;
-        }
-        out.push(line);
-    }
-    out.join("\n") + "\n"
-}
 
 /// Which of etcd, haproxy and keepalived run on `m`.
 fn running(m: &Machine) -> Vec<String> {
@@ -91,8 +57,7 @@ fn removing_two_control_planes_one_leading_and_a_worker_cleans_them_in_one_apply
     if !enabled() {
         return;
     }
-    let free = root_free_gb();
-    assert!(free >= 8, "only {free} GB free on /: a lab needs at least 8 GB");
+    assert_disk_for_lab();
     let args = ["--control-planes", "5", "--workers", "2"];
     let lab = Lab::up(&format!("r{}", std::process::id() % 100_000), &args);
     let spec = lab.spec_arg().to_string();
@@ -108,12 +73,12 @@ fn removing_two_control_planes_one_leading_and_a_worker_cleans_them_in_one_apply
     rt.block_on(make_leader(&five, "cp5", &tls));
 
     // What each removed host was given, as the record says.
-    let before = applied(&lab);
+    let before = lab.applied();
     let given = |h: &str| -> Vec<String> {
         before["hosts"][h]["files"].as_object().expect("files").keys().cloned().collect()
     };
     assert!(given("cp4").contains(&"/etc/haproxy/haproxy.cfg".to_string()));
-    std::fs::write(&lab.spec, without_hosts(&five, &REMOVED)).expect("write the smaller spec");
+    std::fs::write(&lab.spec, spec_without_hosts(&five, &REMOVED)).expect("write the smaller spec");
     let plan = lab.ok(&["plan", "-f", &spec, "--until", UNTIL]);
     let shown = String::from_utf8_lossy(&plan.stdout).into_owned();
     for h in REMOVED {
@@ -163,7 +128,7 @@ fn removing_two_control_planes_one_leading_and_a_worker_cleans_them_in_one_apply
         assert_eq!(servers, want, "{h}'s haproxy backends:\n{cfg}");
         assert_eq!(running(by_name(h)), ["etcd.service", "haproxy.service", "keepalived.service"]);
     }
-    let record = applied(&lab);
+    let record = lab.applied();
     let hosts: Vec<&String> = record["hosts"].as_object().expect("hosts").keys().collect();
     assert_eq!(hosts, ["cp1", "cp2", "cp3", "w1"], "{record}");
     assert!(record.get("departed").is_none(), "the cleaned hosts leave the record: {record}");

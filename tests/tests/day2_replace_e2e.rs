@@ -13,54 +13,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use kubeforge_tests::lab::{
-    Lab, address, assert_all_written, assert_etcd_members, enabled, etcd_endpoints, etcd_writer,
-    runtime, text,
+    Lab, address, assert_all_written, assert_disk_for_lab, assert_etcd_members, enabled,
+    etcd_endpoints, etcd_writer, runtime, spec_without_hosts, text,
 };
 
 const UNTIL: &str = "loadbalancer";
-
-fn root_free_gb() -> u64 {
-    let out = std::process::Command::new("df").args(["-B1G", "--output=avail", "/"]).output();
-    let out = out.expect("df");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// The spec without host `gone` (three lines in a lab spec).
-fn without_host(spec: &str, gone: &str) -> String {
-    let mut out = Vec::new();
-    let mut skip = 0;
-    for line in spec.lines() {
-        if skip > 0 {
-            skip -= 1;
-            continue;
-        }
-        if line.trim() == format!("- name: {gone}") {
-            skip = 2;
-            continue;
-        }
-        out.push(line);
-    }
-    out.join("\n") + "\n"
-}
 
 #[test]
 fn a_powered_off_control_plane_is_replaced_by_a_new_machine_under_its_name() {
     if !enabled() {
         return;
     }
-    let free = root_free_gb();
-    assert!(free >= 8, "only {free} GB free on /: a lab needs at least 8 GB");
+    assert_disk_for_lab();
     let lab = Lab::up(&format!("p{}", std::process::id() % 100_000), &[]);
     let spec = lab.spec_arg().to_string();
     let full = lab.spec_text();
     let old_cp3 = address(&full, "cp3");
     let spare = address(&full, "w1");
     // w1's machine stays blank: it is the replacement.
-    std::fs::write(&lab.spec, without_host(&full, "w1")).expect("write the spec");
+    std::fs::write(&lab.spec, spec_without_hosts(&full, &["w1"])).expect("write the spec");
     let apply = ["apply", "-f", spec.as_str(), "--until", UNTIL, "--yes"];
     lab.ok(&apply);
     let tls = lab.etcd_tls("nodes/cp1/etcd/healthcheck-client");
