@@ -57,9 +57,10 @@ pub struct RotateCaArgs {
     /// Print `<state>/rotation.json`: the CA being rotated, its stage and since when.
     #[arg(long, conflicts_with = "dry_run")]
     pub status: bool,
-    /// The CA to rotate (only `etcd` executes today).
+    /// What to rotate: etcd, kubernetes, front-proxy (one CA), all (the three CAs) or sa (the
+    /// service-account signing key).
     #[arg(long, default_value = "etcd", value_parser = super::rotate::parse_ca)]
-    pub ca: kubeforge_pki::CaId,
+    pub ca: kubeforge_pki::Rotated,
     /// Hosts worked on at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
