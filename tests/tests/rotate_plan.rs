@@ -244,7 +244,7 @@ fn put_contents(plan: &Plan, host: &str, path: &str) -> Option<Vec<u8>> {
     })
 }
 
-fn phase<'a>(plan: &'a Plan, phase: Phase) -> &'a plan::PhasePlan {
+fn phase(plan: &Plan, phase: Phase) -> &plan::PhasePlan {
     plan.phases.iter().find(|p| p.phase == phase).unwrap()
 }
 
