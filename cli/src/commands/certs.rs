@@ -216,7 +216,8 @@ pub fn check_expiration(
                 .map(|e| {
                     serde_json::json!({
                         "host": e.host, "name": e.name, "path": e.path, "subject": e.subject,
-                        "signer": e.signer, "ca": e.is_ca, "notAfter": e.not_after_rfc3339(),
+                        "signer": e.signer, "signedBy": e.signed_by, "signerKeyId": e.signer_key_id,
+                        "ca": e.is_ca, "notAfter": e.not_after_rfc3339(),
                         "residualSeconds": e.residual_seconds, "residual": e.residual(),
                         "externallyManaged": e.externally_managed,
                         "status": match e.status { ExpiryStatus::Ok => "ok", ExpiryStatus::Warning => "warning", ExpiryStatus::Expired => "expired" },
@@ -226,7 +227,7 @@ pub fn check_expiration(
             writeln!(out, "{:#}", serde_json::Value::Array(json)).into_diagnostic()?;
         }
         OutputFormat::Human => {
-            let rows: Vec<[String; 7]> = entries
+            let rows: Vec<[String; 8]> = entries
                 .iter()
                 .map(|e| {
                     [
@@ -234,6 +235,7 @@ pub fn check_expiration(
                         e.name.clone(),
                         e.subject.clone(),
                         e.signer.clone(),
+                        signed_by_text(e),
                         e.not_after_rfc3339(),
                         e.residual(),
                         if e.externally_managed { "yes".into() } else { "no".into() },
@@ -245,6 +247,7 @@ pub fn check_expiration(
                 "CERTIFICATE",
                 "SUBJECT",
                 "SIGNER",
+                "SIGNED BY",
                 "EXPIRES",
                 "RESIDUAL",
                 "EXTERNALLY MANAGED",
@@ -268,6 +271,15 @@ pub fn check_expiration(
     }
     let expired = entries.iter().any(|e| e.status == ExpiryStatus::Expired);
     Ok(if expired { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Which CA signed an entry: its file in the state dir and its key's short fingerprint
+/// (`etcd/ca-prev 3f2a9c1b07d4e6a8`), which tells the old and the new CA apart during a rotation.
+pub(crate) fn signed_by_text(e: &kubeforge_pki::ExpiryEntry) -> String {
+    match (&e.signed_by, &e.signer_key_id) {
+        (Some(base), Some(id)) => format!("{base} {id}"),
+        _ => "not a CA of the state dir".into(),
+    }
 }
 
 /// Writes left-aligned columns separated by two spaces, the header first.
