@@ -123,7 +123,7 @@ pub fn run(global: &Global, cmd: Command) -> miette::Result<ExitCode> {
             renew(&cluster, &state, &selection, global.output)
         }
         Command::RotateCa(args) if args.status => super::rotate::status(&state, global.output),
-        Command::RotateCa(args) if args.dry_run => rotate_ca(&cluster, &state, true),
+        Command::RotateCa(args) if args.dry_run => rotate_ca(&cluster, &state, args.ca, true),
         Command::RotateCa(args) => super::rotate::run(global, args.ca, args.concurrency),
     }
 }
@@ -331,7 +331,12 @@ pub fn renew(
 }
 
 /// `--dry-run`: the procedure, changing nothing (and where a rotation under way stands).
-pub fn rotate_ca(cluster: &Cluster, state: &StateDir, dry_run: bool) -> miette::Result<ExitCode> {
+pub fn rotate_ca(
+    cluster: &Cluster,
+    state: &StateDir,
+    what: kubeforge_pki::Rotated,
+    dry_run: bool,
+) -> miette::Result<ExitCode> {
     debug_assert!(dry_run);
     if let Some(r) = super::rotate::load_record(state.root())?.filter(|r| !r.is_done()) {
         println!(
@@ -340,6 +345,25 @@ pub fn rotate_ca(cluster: &Cluster, state: &StateDir, dry_run: bool) -> miette::
         );
     }
     let store = state.load_pki()?;
+    let from = kubeforge_pki::stage_of_rotated(&store, what);
+    println!(
+        "`certs rotate-ca --ca {what}` runs three stages; each is written to the state dir, then \
+         rolled out like `apply` for the phases pki and etcd, plus control-plane and workers where \
+         Kubernetes is installed (etcd members, then control planes, then kubelets restarted one \
+         host at a time behind health gates when the files they read changed):"
+    );
+    for (i, st) in kubeforge_pki::RotationStage::ALL.into_iter().enumerate() {
+        let mark = if from == Some(st) { " (the state dir is here)" } else { "" };
+        println!("  {}. {st}{mark}: {}", i + 1, what.stage_summary(st));
+    }
+    if what == kubeforge_pki::Rotated::ServiceAccount {
+        println!(
+            "Tokens signed by the old key are rejected after drop-old: pods get new bound \
+             tokens within an hour, legacy token Secrets must be recreated before drop-old."
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("\nThe procedure for all three CAs, host by host:");
     let plan =
         kubeforge_pki::plan_ca_rotation(&pki_request(cluster), &store, OffsetDateTime::now_utc())
             .map_err(pki_error)?;
