@@ -95,6 +95,58 @@ fn etcd_ca_rotates_under_a_writer_without_failed_or_lost_writes() {
     lab.ok(&["apply", "-f", lab.spec_arg(), "--until", "etcd", "--yes"]);
     rotate_under_a_writer(&lab, &["cp1", "cp2", "cp3"], "cp1");
     an_interrupted_rotation_completes_when_run_again(&lab);
+    the_other_targets_execute_through_the_same_stages(&lab);
+}
+
+/// `--ca all` (the three CAs together) and `--ca sa` run on the same lab: every stage rolled
+/// out, every certificate and kubeconfig on every host the state dir's (new CAs), sa.pub the
+/// new key alone, etcd converged. The lab runs no kube-apiserver, so the stages roll out the
+/// pki and etcd phases only (the control-plane restarts are pinned by `rotate_plan`).
+fn the_other_targets_execute_through_the_same_stages(lab: &Lab) {
+    let old_ca = lab.pki("ca.crt");
+    let old_sa = lab.pki("sa.pub");
+    for ca in ["all", "sa"] {
+        let started = Instant::now();
+        let out = lab.ok(&["certs", "rotate-ca", "--ca", ca, "--yes", "-f", lab.spec_arg()]);
+        eprintln!(
+            "{}: certs rotate-ca --ca {ca} took {:.1} s",
+            lab.name,
+            started.elapsed().as_secs_f64()
+        );
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("Each stage rolls out the phases pki, etcd."), "{said}");
+        let status =
+            lab.ok(&["-o", "json", "certs", "rotate-ca", "--status", "-f", lab.spec_arg()]);
+        let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+        assert_eq!(status["rotation"]["ca"], ca, "{status}");
+        assert_eq!(status["rotation"]["stage"], "done", "{status}");
+    }
+    let new_ca = lab.pki("ca.crt");
+    assert_ne!(new_ca, old_ca);
+    assert_eq!(String::from_utf8_lossy(&new_ca).matches("BEGIN CERTIFICATE").count(), 1);
+    let new_sa = lab.pki("sa.pub");
+    assert_ne!(new_sa, old_sa);
+    assert_eq!(String::from_utf8_lossy(&new_sa).matches("BEGIN PUBLIC KEY").count(), 1);
+    let mut files = 0;
+    for ((host, what), on_host) in remote_certs(lab) {
+        // Served certificates: etcd's (nothing else runs in the lab).
+        let etcd_port = what.ends_with(":2379") || what.ends_with(":2380");
+        if what.starts_with("https://") && !etcd_port {
+            continue;
+        }
+        assert_eq!(on_host, "matches", "{host} {what}");
+        files += 1;
+    }
+    assert!(files > 30, "{files} certificates checked");
+    let (machines, _) = lab.machines();
+    for m in &machines {
+        let on_host = m.ssh_ok(&format!("cat {PKI}/sa.pub"));
+        assert_eq!(on_host.as_bytes(), new_sa.as_slice(), "{}", m.host);
+        // The rotation files never leave the state dir.
+        let extra = m.ssh_ok(&format!("find {PKI} -name '*-next*' -o -name '*-prev*'"));
+        assert!(extra.trim().is_empty(), "{}: {extra}", m.host);
+    }
+    lab.assert_converged("etcd");
 }
 
 /// External etcd (three etcd machines, one control plane that is their client): the same
