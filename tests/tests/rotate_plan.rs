@@ -7,7 +7,8 @@
 //! time behind health gates, then each control plane's static pods one control plane at a time
 //! behind `/readyz`, then the kubelets one at a time; a stage run again plans nothing; workers
 //! never receive a CA or service-account key, and the `-next`/`-prev` files never leave the
-//! state dir.
+//! state dir. The executor, on fake hosts, runs those restarts in that order and stops the
+//! control planes at the first one that fails.
 
 #[path = "render_support.rs"]
 mod render_support;
@@ -515,4 +516,85 @@ fn front_proxy_all_and_sa_rotations_restart_only_the_control_plane_readers() {
         assert!(etcd_restarts(plan).is_empty(), "{st}");
         assert!(phase(plan, Phase::Workers).hosts.is_empty(), "{st}");
     });
+}
+
+/// The executor runs a stage's reader restarts as planned: on fake hosts (every command
+/// recorded in one timeline), the Kubernetes CA's `trust-both` goes control plane by control
+/// plane (each one's pods stopped, then its `/readyz`, before the next one's stop), then the
+/// kubelets one worker at a time. When cp2's pods cannot be restarted, cp3 is left untouched
+/// (still serving with what it loaded) and named. (The workers' phase still runs on them: every
+/// stage's files work with any mix of restarted and not yet restarted components, and the
+/// rotation stops before its next stage.)
+#[test]
+fn the_executor_restarts_one_control_plane_at_a_time_and_stops_at_one_that_fails() {
+    use std::sync::{Arc, Mutex};
+
+    use kubeforge::exec::events::Collect;
+    use kubeforge::exec::{AuditLog, ExecOptions, execute};
+    use kubeforge::transport::Transport;
+    use kubeforge::transport::fake::{Failure, FakeHost, Match, exit};
+
+    let cluster = example("stacked");
+    let store = fresh(&cluster);
+    let lab = Lab::up("stacked", &store);
+    let store = stage(&cluster, &store, Rotated::Ca(CaId::Kubernetes), RotationStage::TrustBoth);
+    let mut plan = lab.plan(&store);
+    // etcd's phase talks to members through tunnels the fake hosts do not have; it has nothing
+    // to do in this rotation anyway.
+    assert!(etcd_restarts(&plan).is_empty());
+    plan.phases.retain(|p| p.phase != Phase::Etcd);
+
+    for fail_cp2 in [false, true] {
+        let timeline: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let mut transports: BTreeMap<String, Arc<dyn Transport>> = BTreeMap::new();
+        for h in &cluster.hosts {
+            let host = FakeHost::new(h.name.as_str());
+            for program in ["sh", "systemctl", "/usr/local/bin/kubectl"] {
+                let (t, name) = (timeline.clone(), h.name.clone());
+                host.on(Match::program(program), move |cmd, _| {
+                    t.lock().unwrap().push((name.clone(), cmd.argv.join(" ")));
+                    exit(0, "", "")
+                });
+            }
+            if fail_cp2 && h.name == "cp2" {
+                host.fail(
+                    Match::contains("crictl stop"),
+                    Failure::exit(1, "crictl: timeout"),
+                    None,
+                );
+            }
+            transports.insert(h.name.clone(), Arc::new(host));
+        }
+        let options = ExecOptions { concurrency: 16, ..ExecOptions::default() };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let report = rt.block_on(execute(
+            &plan,
+            &transports,
+            &options,
+            &Collect::default(),
+            &AuditLog::disabled(),
+        ));
+        let timeline = timeline.lock().unwrap().clone();
+        let first = |host: &str, needle: &str| {
+            timeline.iter().position(|(h, c)| h == host && c.contains(needle))
+        };
+        let stop = |h: &str| first(h, "crictl stop");
+        let ready = |h: &str| first(h, "/readyz");
+        let kubelet = |h: &str| first(h, "restart kubelet");
+        if !fail_cp2 {
+            assert!(report.succeeded(), "{}", report.render_text());
+            let (s1, s2, s3) = (stop("cp1").unwrap(), stop("cp2").unwrap(), stop("cp3").unwrap());
+            assert!(s1 < ready("cp1").unwrap() && ready("cp1").unwrap() < s2, "{timeline:?}");
+            assert!(s2 < ready("cp2").unwrap() && ready("cp2").unwrap() < s3, "{timeline:?}");
+            let (k1, k2) = (kubelet("worker1").unwrap(), kubelet("worker2").unwrap());
+            assert!(ready("cp3").unwrap() < k1 && k1 < k2, "{timeline:?}");
+        } else {
+            assert_eq!(report.failed_hosts().into_iter().collect::<Vec<_>>(), ["cp2"]);
+            // (cp2's failed stop is not in the timeline: the injected failure answers first.)
+            assert!(ready("cp1").is_some(), "{timeline:?}");
+            assert_eq!(stop("cp3"), None, "cp3 restarted after cp2 failed: {timeline:?}");
+            assert_eq!(ready("cp2"), None, "{timeline:?}");
+            assert!(report.not_reached.contains_key("cp3"), "{:?}", report.not_reached);
+        }
+    }
 }
