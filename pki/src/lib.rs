@@ -28,6 +28,7 @@ mod request;
 mod rotation;
 mod serial;
 mod stages;
+mod targets;
 
 pub use der::{pem_blocks, pem_encode};
 pub use error::PkiError;
@@ -43,6 +44,7 @@ pub use serial::{SeededSerials, SerialSource};
 pub use stages::{
     RotationStage, StageOutcome, next_ca_base, prev_ca_base, rotation_stage, stage_of,
 };
+pub use targets::{Rotated, SA_NEXT_KEY, SA_PREV_KEY, rotate_stage, stage_of_rotated};
 
 /// The key type of every key kubeforge generates (`spec.pki.keyAlgorithm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -13,6 +13,7 @@ pub mod node;
 pub mod pki_inputs;
 pub mod plan;
 pub mod render;
+pub mod rotation;
 pub mod secrets;
 pub mod spec;
 pub mod validate;

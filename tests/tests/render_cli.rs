@@ -175,7 +175,7 @@ fn rotate_ca_dry_run_and_status_change_nothing() {
     let args = |dry_run: bool, status: bool| certs::RotateCaArgs {
         dry_run,
         status,
-        ca: kubeforge_pki::CaId::Etcd,
+        ca: kubeforge_pki::Rotated::Ca(kubeforge_pki::CaId::Etcd),
         concurrency: 1,
     };
     let dry = certs::Command::RotateCa(args(true, false));

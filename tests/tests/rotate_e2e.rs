@@ -4,7 +4,8 @@
 //! meets every file the rotation puts). No write may fail beyond one retry, no acknowledged write
 //! may be lost, every member must serve certificates of the new CA afterwards, and a client
 //! certificate from the old CA must be rejected. Prints the rotation's time. Then a second
-//! rotation is killed during its leaf roll-out and completes when run again. Needs root and the
+//! rotation is killed during its leaf roll-out and completes when run again. The same rotation on
+//! external etcd (three etcd machines, one control plane whose files the writer uses). Needs root and the
 //! lab's tools; runs only with KUBEFORGE_E2E=1. The lab's name is unique (pid) and the lab is
 //! always brought down.
 
@@ -92,10 +93,103 @@ fn etcd_ca_rotates_under_a_writer_without_failed_or_lost_writes() {
     assert!(free >= 8, "only {free} GB free on /; a lab needs 8 GB");
     let lab = Lab::up(&format!("rt{}", std::process::id() % 100_000), &["--workers", "0"]);
     lab.ok(&["apply", "-f", lab.spec_arg(), "--until", "etcd", "--yes"]);
+    rotate_under_a_writer(&lab, &["cp1", "cp2", "cp3"], "cp1");
+    an_interrupted_rotation_completes_when_run_again(&lab);
+    the_other_targets_execute_through_the_same_stages(&lab);
+}
+
+/// `--ca all` (the three CAs together) and `--ca sa` run on the same lab: every stage rolled
+/// out, every certificate and kubeconfig on every host the state dir's (new CAs), sa.pub the
+/// new key alone, etcd converged. The lab runs no kube-apiserver, so the stages roll out the
+/// pki and etcd phases only (the control-plane restarts are pinned by `rotate_plan`).
+fn the_other_targets_execute_through_the_same_stages(lab: &Lab) {
+    let old_ca = lab.pki("ca.crt");
+    let old_sa = lab.pki("sa.pub");
+    for ca in ["all", "sa"] {
+        let started = Instant::now();
+        let out = lab.ok(&["certs", "rotate-ca", "--ca", ca, "--yes", "-f", lab.spec_arg()]);
+        eprintln!(
+            "{}: certs rotate-ca --ca {ca} took {:.1} s",
+            lab.name,
+            started.elapsed().as_secs_f64()
+        );
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("Each stage rolls out the phases pki, etcd."), "{said}");
+        let status =
+            lab.ok(&["-o", "json", "certs", "rotate-ca", "--status", "-f", lab.spec_arg()]);
+        let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+        assert_eq!(status["rotation"]["ca"], ca, "{status}");
+        assert_eq!(status["rotation"]["stage"], "done", "{status}");
+    }
+    let new_ca = lab.pki("ca.crt");
+    assert_ne!(new_ca, old_ca);
+    assert_eq!(String::from_utf8_lossy(&new_ca).matches("BEGIN CERTIFICATE").count(), 1);
+    let new_sa = lab.pki("sa.pub");
+    assert_ne!(new_sa, old_sa);
+    assert_eq!(String::from_utf8_lossy(&new_sa).matches("BEGIN PUBLIC KEY").count(), 1);
+    let mut files = 0;
+    for ((host, what), on_host) in remote_certs(lab) {
+        // Served certificates: etcd's (nothing else runs in the lab).
+        let etcd_port = what.ends_with(":2379") || what.ends_with(":2380");
+        if what.starts_with("https://") && !etcd_port {
+            continue;
+        }
+        assert_eq!(on_host, "matches", "{host} {what}");
+        files += 1;
+    }
+    assert!(files > 30, "{files} certificates checked");
+    let (machines, _) = lab.machines();
+    for m in &machines {
+        let on_host = m.ssh_ok(&format!("cat {PKI}/sa.pub"));
+        assert_eq!(on_host.as_bytes(), new_sa.as_slice(), "{}", m.host);
+        // The rotation files never leave the state dir.
+        let extra = m.ssh_ok(&format!("find {PKI} -name '*-next*' -o -name '*-prev*'"));
+        assert!(extra.trim().is_empty(), "{}: {extra}", m.host);
+    }
+    lab.assert_converged("etcd");
+}
+
+/// External etcd (three etcd machines, one control plane that is their client): the same
+/// rotation under the same writer, run on the control plane with its files, since kube-apiserver
+/// is its client there. etcdctl is copied to the control plane from a member (the machines are
+/// offline; the etcd phase installs it on members only).
+#[test]
+fn external_etcd_ca_rotates_under_a_writer_without_failed_or_lost_writes() {
+    if !enabled() {
+        return;
+    }
+    let free = free_disk_gb();
+    assert!(free >= 8, "only {free} GB free on /; a lab needs 8 GB");
+    let name = format!("rx{}", std::process::id() % 100_000);
+    let lab = Lab::up(&name, &["--control-planes", "1", "--workers", "0", "--etcd", "3"]);
+    lab.ok(&["apply", "-f", lab.spec_arg(), "--until", "etcd", "--yes"]);
+    let (machines, _) = lab.machines();
+    let login = |h: &str| machines.iter().find(|m| m.host == h).expect("machine").login.clone();
+    let etcdctl =
+        Machine { host: "etcd1".into(), login: login("etcd1") }.ssh("cat /usr/local/bin/etcdctl");
+    assert!(etcdctl.status.success() && !etcdctl.stdout.is_empty(), "{}", text(&etcdctl));
+    let words: Vec<String> = login("cp1").split_whitespace().map(String::from).collect();
+    let mut copy = Command::new(&words[0])
+        .args(&words[1..])
+        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+        .arg("cat > /usr/local/bin/etcdctl && chmod 0755 /usr/local/bin/etcdctl")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    std::io::Write::write_all(&mut copy.stdin.take().unwrap(), &etcdctl.stdout).unwrap();
+    assert!(copy.wait().unwrap().success(), "copying etcdctl to cp1 failed");
+    let seconds = rotate_under_a_writer(&lab, &["etcd1", "etcd2", "etcd3"], "cp1");
+    eprintln!("{}: external etcd CA rotation measured {seconds:.1} s", lab.name);
+}
+
+/// `certs rotate-ca --ca etcd --yes` on a lab applied `--until etcd` whose etcd members are
+/// `members`, while a writer on `client` (a control plane: its apiserver-etcd-client and etcd
+/// CA files) writes: no write fails beyond one retry, none acknowledged is lost, every member
+/// serves the new CA's certificates, an old-CA client is refused. Returns the rotation's time.
+fn rotate_under_a_writer(lab: &Lab, members: &[&str], client: &str) -> f64 {
     let spec = lab.spec_text();
-    let hosts = ["cp1", "cp2", "cp3"];
     let endpoints: Vec<String> =
-        hosts.iter().map(|h| format!("https://{}:2379", address(&spec, h))).collect();
+        members.iter().map(|h| format!("https://{}:2379", address(&spec, h))).collect();
     let endpoints = endpoints.join(",");
     let (machines, _) = lab.machines();
     let machine = |h: &str| {
@@ -105,16 +199,17 @@ fn etcd_ca_rotates_under_a_writer_without_failed_or_lost_writes() {
     let old_ca = lab.pki("etcd/ca.crt");
     let state_pki = lab.dir.path().join(".kubeforge").join(&lab.name).join("pki");
     let keep = tempfile::tempdir().unwrap();
-    for f in ["nodes/cp1/apiserver-etcd-client.crt", "nodes/cp1/apiserver-etcd-client.key"] {
-        std::fs::copy(state_pki.join(f), keep.path().join(f.rsplit('/').next().unwrap())).unwrap();
+    for ext in ["crt", "key"] {
+        let f = format!("nodes/{client}/apiserver-etcd-client.{ext}");
+        std::fs::copy(state_pki.join(&f), keep.path().join(f.rsplit('/').next().unwrap())).unwrap();
     }
     // The writer works before the rotation starts.
-    let probe = etcdctl_on(&machine("cp1"), &endpoints, "put /kf-rotate/probe x");
+    let probe = etcdctl_on(&machine(client), &endpoints, "put /kf-rotate/probe x");
     assert!(probe.status.success(), "{}", text(&probe));
 
     let stop = Arc::new(AtomicBool::new(false));
     let writes = {
-        let (cp1, eps, stop) = (machine("cp1"), endpoints.clone(), stop.clone());
+        let (cp1, eps, stop) = (machine(client), endpoints.clone(), stop.clone());
         std::thread::spawn(move || writer(cp1, eps, stop))
     };
     std::thread::sleep(Duration::from_secs(2));
@@ -139,7 +234,7 @@ fn etcd_ca_rotates_under_a_writer_without_failed_or_lost_writes() {
 
     // No acknowledged write is lost.
     let got =
-        etcdctl_on(&machine("cp1"), &endpoints, "get /kf-rotate/seq/ --prefix --print-value-only");
+        etcdctl_on(&machine(client), &endpoints, "get /kf-rotate/seq/ --prefix --print-value-only");
     assert!(got.status.success(), "{}", text(&got));
     let values: std::collections::BTreeSet<u64> = String::from_utf8_lossy(&got.stdout)
         .lines()
@@ -155,15 +250,17 @@ fn etcd_ca_rotates_under_a_writer_without_failed_or_lost_writes() {
     assert_ne!(new_ca, old_ca);
     assert_eq!(String::from_utf8_lossy(&new_ca).matches("BEGIN CERTIFICATE").count(), 1);
     let ca_file = state_pki.join("etcd/ca.crt");
-    for h in hosts {
-        for leaf in ["etcd/server", "etcd/peer", "apiserver-etcd-client"] {
-            let cert = state_pki.join(format!("nodes/{h}/{leaf}.crt"));
-            let run = Command::new("openssl")
-                .args(["verify", "-CAfile", ca_file.to_str().unwrap(), cert.to_str().unwrap()])
-                .output()
-                .expect("openssl");
-            assert!(run.status.success(), "{h}/{leaf}: {}", text(&run));
-        }
+    let leaves = members
+        .iter()
+        .flat_map(|h| ["etcd/server", "etcd/peer"].map(|l| format!("nodes/{h}/{l}")))
+        .chain([format!("nodes/{client}/apiserver-etcd-client")]);
+    for leaf in leaves {
+        let cert = state_pki.join(format!("{leaf}.crt"));
+        let run = Command::new("openssl")
+            .args(["verify", "-CAfile", ca_file.to_str().unwrap(), cert.to_str().unwrap()])
+            .output()
+            .expect("openssl");
+        assert!(run.status.success(), "{leaf}: {}", text(&run));
     }
     let status = lab.ok(&["-o", "json", "certs", "rotate-ca", "--status", "-f", lab.spec_arg()]);
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
@@ -171,7 +268,7 @@ fn etcd_ca_rotates_under_a_writer_without_failed_or_lost_writes() {
     assert_eq!(status["rotation"]["completed"].as_array().map(Vec::len), Some(3));
 
     // Every member serves what the state dir holds (the new CA's leaves), on both ports.
-    let certs = remote_certs(&lab);
+    let certs = remote_certs(lab);
     let mut served = 0;
     for ((host, what), on_host) in &certs {
         if what.starts_with("https://") && (what.ends_with(":2379") || what.ends_with(":2380")) {
@@ -182,12 +279,12 @@ fn etcd_ca_rotates_under_a_writer_without_failed_or_lost_writes() {
             assert_eq!(on_host, "matches", "{host} {what}");
         }
     }
-    assert_eq!(served, 6, "{certs:?}");
+    assert_eq!(served, 2 * members.len(), "{certs:?}");
 
     // A client certificate of the old CA is refused by every member.
     let old_cert = keep.path().join("apiserver-etcd-client.crt");
     let old_key = keep.path().join("apiserver-etcd-client.key");
-    for h in hosts {
+    for h in members {
         let out = Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
             .args([
@@ -205,12 +302,11 @@ fn etcd_ca_rotates_under_a_writer_without_failed_or_lost_writes() {
         assert!(!out.status.success(), "{h} accepted an old-CA client: {}", text(&out));
     }
     // The same request with the new certificate works (the refusal is about the CA).
-    let ok = etcdctl_on(&machine("cp2"), &endpoints, "get /kf-rotate/probe");
+    let ok = etcdctl_on(&machine(client), &endpoints, "get /kf-rotate/probe");
     assert!(ok.status.success(), "{}", text(&ok));
     lab.assert_converged("etcd");
     eprintln!("{}: rotation measured {seconds:.1} s (target < 120 s)", lab.name);
-
-    an_interrupted_rotation_completes_when_run_again(&lab);
+    seconds
 }
 
 /// A second rotation, killed (SIGKILL) during its leaf roll-out, then run again: `--status`

@@ -57,9 +57,10 @@ pub struct RotateCaArgs {
     /// Print `<state>/rotation.json`: the CA being rotated, its stage and since when.
     #[arg(long, conflicts_with = "dry_run")]
     pub status: bool,
-    /// The CA to rotate (only `etcd` executes today).
+    /// What to rotate: etcd, kubernetes, front-proxy (one CA), all (the three CAs) or sa (the
+    /// service-account signing key).
     #[arg(long, default_value = "etcd", value_parser = super::rotate::parse_ca)]
-    pub ca: kubeforge_pki::CaId,
+    pub ca: kubeforge_pki::Rotated,
     /// Hosts worked on at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
@@ -122,7 +123,7 @@ pub fn run(global: &Global, cmd: Command) -> miette::Result<ExitCode> {
             renew(&cluster, &state, &selection, global.output)
         }
         Command::RotateCa(args) if args.status => super::rotate::status(&state, global.output),
-        Command::RotateCa(args) if args.dry_run => rotate_ca(&cluster, &state, true),
+        Command::RotateCa(args) if args.dry_run => rotate_ca(&cluster, &state, args.ca, true),
         Command::RotateCa(args) => super::rotate::run(global, args.ca, args.concurrency),
     }
 }
@@ -215,7 +216,8 @@ pub fn check_expiration(
                 .map(|e| {
                     serde_json::json!({
                         "host": e.host, "name": e.name, "path": e.path, "subject": e.subject,
-                        "signer": e.signer, "ca": e.is_ca, "notAfter": e.not_after_rfc3339(),
+                        "signer": e.signer, "signedBy": e.signed_by, "signerKeyId": e.signer_key_id,
+                        "ca": e.is_ca, "notAfter": e.not_after_rfc3339(),
                         "residualSeconds": e.residual_seconds, "residual": e.residual(),
                         "externallyManaged": e.externally_managed,
                         "status": match e.status { ExpiryStatus::Ok => "ok", ExpiryStatus::Warning => "warning", ExpiryStatus::Expired => "expired" },
@@ -225,7 +227,7 @@ pub fn check_expiration(
             writeln!(out, "{:#}", serde_json::Value::Array(json)).into_diagnostic()?;
         }
         OutputFormat::Human => {
-            let rows: Vec<[String; 7]> = entries
+            let rows: Vec<[String; 8]> = entries
                 .iter()
                 .map(|e| {
                     [
@@ -233,6 +235,7 @@ pub fn check_expiration(
                         e.name.clone(),
                         e.subject.clone(),
                         e.signer.clone(),
+                        signed_by_text(e),
                         e.not_after_rfc3339(),
                         e.residual(),
                         if e.externally_managed { "yes".into() } else { "no".into() },
@@ -244,6 +247,7 @@ pub fn check_expiration(
                 "CERTIFICATE",
                 "SUBJECT",
                 "SIGNER",
+                "SIGNED BY",
                 "EXPIRES",
                 "RESIDUAL",
                 "EXTERNALLY MANAGED",
@@ -267,6 +271,15 @@ pub fn check_expiration(
     }
     let expired = entries.iter().any(|e| e.status == ExpiryStatus::Expired);
     Ok(if expired { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Which CA signed an entry: its file in the state dir and its key's short fingerprint
+/// (`etcd/ca-prev 3f2a9c1b07d4e6a8`), which tells the old and the new CA apart during a rotation.
+pub(crate) fn signed_by_text(e: &kubeforge_pki::ExpiryEntry) -> String {
+    match (&e.signed_by, &e.signer_key_id) {
+        (Some(base), Some(id)) => format!("{base} {id}"),
+        _ => "not a CA of the state dir".into(),
+    }
 }
 
 /// Writes left-aligned columns separated by two spaces, the header first.
@@ -318,7 +331,12 @@ pub fn renew(
 }
 
 /// `--dry-run`: the procedure, changing nothing (and where a rotation under way stands).
-pub fn rotate_ca(cluster: &Cluster, state: &StateDir, dry_run: bool) -> miette::Result<ExitCode> {
+pub fn rotate_ca(
+    cluster: &Cluster,
+    state: &StateDir,
+    what: kubeforge_pki::Rotated,
+    dry_run: bool,
+) -> miette::Result<ExitCode> {
     debug_assert!(dry_run);
     if let Some(r) = super::rotate::load_record(state.root())?.filter(|r| !r.is_done()) {
         println!(
@@ -327,6 +345,25 @@ pub fn rotate_ca(cluster: &Cluster, state: &StateDir, dry_run: bool) -> miette::
         );
     }
     let store = state.load_pki()?;
+    let from = kubeforge_pki::stage_of_rotated(&store, what);
+    println!(
+        "`certs rotate-ca --ca {what}` runs three stages; each is written to the state dir, then \
+         rolled out like `apply` for the phases pki and etcd, plus control-plane and workers where \
+         Kubernetes is installed (etcd members, then control planes, then kubelets restarted one \
+         host at a time behind health gates when the files they read changed):"
+    );
+    for (i, st) in kubeforge_pki::RotationStage::ALL.into_iter().enumerate() {
+        let mark = if from == Some(st) { " (the state dir is here)" } else { "" };
+        println!("  {}. {st}{mark}: {}", i + 1, what.stage_summary(st));
+    }
+    if what == kubeforge_pki::Rotated::ServiceAccount {
+        println!(
+            "Tokens signed by the old key are rejected after drop-old: pods get new bound \
+             tokens within an hour, legacy token Secrets must be recreated before drop-old."
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("\nThe procedure for all three CAs, host by host:");
     let plan =
         kubeforge_pki::plan_ca_rotation(&pki_request(cluster), &store, OffsetDateTime::now_utc())
             .map_err(pki_error)?;

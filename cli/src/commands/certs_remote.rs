@@ -117,13 +117,23 @@ pub async fn inspect_hosts(
     out
 }
 
-/// The CA keys the state holds (names only), so that "externally managed" is judged for a
-/// host's certificate as for the state's.
+/// The state's CA certificates (the old and new CA during a rotation, so that each host
+/// certificate's signer is found by signature) and the names of its cluster-wide keys (names
+/// only, never their bytes), so that "externally managed" is judged for a host's certificate as
+/// for the state's.
 fn ca_keys(state: &Store) -> Store {
     state
         .iter()
-        .filter(|(p, _)| p.ends_with(".key") && !p.starts_with("nodes/"))
-        .map(|(p, _)| (p.clone(), Vec::new()))
+        .filter(|(p, _)| !p.starts_with("nodes/"))
+        .filter_map(|(p, bytes)| {
+            if p.ends_with(".key") {
+                Some((p.clone(), Vec::new()))
+            } else if p.ends_with(".crt") {
+                Some((p.clone(), bytes.clone()))
+            } else {
+                None
+            }
+        })
         .collect()
 }
 
@@ -215,6 +225,9 @@ fn print(certs: &[RemoteCert], output: OutputFormat) -> miette::Result<()> {
                 serde_json::json!({
                     "host": c.host, "path": c.path, "servedBy": c.served_by, "onHost": c.on_host,
                     "subject": c.expiry.as_ref().map(|e| &e.subject),
+                    "signer": c.expiry.as_ref().map(|e| &e.signer),
+                    "signedBy": c.expiry.as_ref().and_then(|e| e.signed_by.as_ref()),
+                    "signerKeyId": c.expiry.as_ref().and_then(|e| e.signer_key_id.as_ref()),
                     "notAfter": c.expiry.as_ref().map(|e| e.not_after_rfc3339()),
                     "residualSeconds": c.expiry.as_ref().map(|e| e.residual_seconds),
                 })
@@ -223,19 +236,25 @@ fn print(certs: &[RemoteCert], output: OutputFormat) -> miette::Result<()> {
         writeln!(out, "{:#}", serde_json::Value::Array(json)).into_diagnostic()?;
         return Ok(());
     }
-    let header = ["HOST", "FILE OR ENDPOINT", "SUBJECT", "EXPIRES", "RESIDUAL", "VS STATE DIR"];
-    let rows: Vec<[String; 6]> = certs
+    let header =
+        ["HOST", "FILE OR ENDPOINT", "SUBJECT", "SIGNED BY", "EXPIRES", "RESIDUAL", "VS STATE DIR"];
+    let rows: Vec<[String; 7]> = certs
         .iter()
         .map(|c| {
-            let (subject, expires, residual) = match &c.expiry {
-                Some(e) => (e.subject.clone(), e.not_after_rfc3339(), e.residual()),
-                None => ("-".into(), "-".into(), "-".into()),
+            let (subject, signed, expires, residual) = match &c.expiry {
+                Some(e) => (
+                    e.subject.clone(),
+                    super::certs::signed_by_text(e),
+                    e.not_after_rfc3339(),
+                    e.residual(),
+                ),
+                None => ("-".into(), "-".into(), "-".into(), "-".into()),
             };
             let path = match c.served_by {
                 Some(component) => format!("{} ({component})", c.path),
                 None => c.path.clone(),
             };
-            [c.host.clone(), path, subject, expires, residual, on_host_text(&c.on_host)]
+            [c.host.clone(), path, subject, signed, expires, residual, on_host_text(&c.on_host)]
         })
         .collect();
     super::certs::write_table(&mut out, header, &rows)?;

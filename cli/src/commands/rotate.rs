@@ -1,7 +1,10 @@
-//! `kubeforge certs rotate-ca` executed: replaces one CA (today: etcd's) in the stages of
+//! `kubeforge certs rotate-ca` executed: replaces one CA (`--ca etcd|kubernetes|front-proxy`),
+//! the three together (`all`) or the service-account key (`sa`) in the stages of
 //! `kubeforge_pki::RotationStage`, each one written to the state dir and then rolled out by the
-//! normal apply machinery for the `pki` and `etcd` phases (the planner's restart records restart
-//! etcd members one at a time behind health gates when their CA or certificate files change).
+//! normal apply machinery for the phases `kubeforge_playbooks::rotation` selects from what the
+//! hosts run (`pki`, `etcd`, and `control-plane`/`workers` where Kubernetes is installed): the
+//! planner's restart records restart etcd members one at a time behind health gates, then each
+//! control plane's static pods behind `/readyz`, then kubelets, when their files change.
 //! It owns `<state>/rotation.json` (which CA, which stage, since when), written atomically under
 //! the state lock; it decides nothing about certificates (kubeforge-pki does) nor about steps
 //! on hosts (the planner does). A rotation refuses to start while a host is unreachable or an
@@ -13,10 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use kubeforge_pki::{CaId, RotationStage};
+use kubeforge_pki::{Rotated, RotationStage};
 use kubeforge_playbooks::model::Cluster;
 use kubeforge_playbooks::pki_inputs::pki_request;
-use kubeforge_playbooks::plan::{Operation, Phase};
+use kubeforge_playbooks::plan::Operation;
+use kubeforge_playbooks::rotation::{self, Installed};
 use miette::{IntoDiagnostic as _, WrapErr as _, miette};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -39,7 +43,7 @@ pub const DONE: &str = "done";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RotationRecord {
-    /// `etcd`.
+    /// `etcd`, `kubernetes`, `front-proxy`, `all` or `sa`.
     pub ca: String,
     /// The first unfinished stage (`trust-both`, `reissue-leaves`, `drop-old`) or `done`.
     pub stage: String,
@@ -89,35 +93,32 @@ pub fn save_record(state: &Path, record: &RotationRecord) -> miette::Result<()> 
     crate::state::replace(&record_path(state), &bytes, 0o600)
 }
 
-/// `--ca` values that execute today.
-pub fn parse_ca(s: &str) -> Result<CaId, String> {
-    match s {
-        "etcd" => Ok(CaId::Etcd),
-        "kubernetes" | "front-proxy" | "all" => Err(format!(
-            "rotating the {s} CA is planned (`--dry-run`) but does not execute yet; only `--ca etcd` runs"
-        )),
-        other => Err(format!("unknown CA {other:?}; known: etcd, kubernetes, front-proxy, all")),
-    }
-}
-
-fn ca_name(ca: CaId) -> &'static str {
-    match ca {
-        CaId::Etcd => "etcd",
-        CaId::Kubernetes => "kubernetes",
-        CaId::FrontProxy => "front-proxy",
-    }
+/// `--ca` values.
+pub fn parse_ca(s: &str) -> Result<Rotated, String> {
+    Rotated::parse(s).ok_or_else(|| {
+        let known: Vec<&str> = Rotated::ALL.iter().map(|r| r.as_str()).collect();
+        format!("unknown CA {s:?}; known: {}", known.join(", "))
+    })
 }
 
 /// `--status`: the record as it is (human or JSON).
 pub fn status(state: &StateDir, output: OutputFormat) -> miette::Result<ExitCode> {
     let record = load_record(state.root())?;
     let files = state.load_pki()?;
-    let from_files = kubeforge_pki::stage_of(&files, CaId::Etcd);
+    let what = record.as_ref().and_then(|r| Rotated::parse(&r.ca));
+    let from_files: serde_json::Map<String, serde_json::Value> = Rotated::ALL
+        .into_iter()
+        .filter(|r| *r != Rotated::AllCas)
+        .filter_map(|r| {
+            let st = kubeforge_pki::stage_of_rotated(&files, r)?;
+            Some((r.as_str().to_string(), st.as_str().into()))
+        })
+        .collect();
     match output {
         OutputFormat::Json => {
             let json = serde_json::json!({
                 "rotation": record,
-                "etcdCaFilesAt": from_files.map(|s| s.as_str()),
+                "filesAt": from_files,
             });
             println!("{json:#}");
         }
@@ -139,7 +140,8 @@ pub fn status(state: &StateDir, output: OutputFormat) -> miette::Result<ExitCode
                     } else {
                         "    "
                     };
-                    println!("  [{mark}] {st}: {}", st.summary());
+                    let summary = what.map_or(st.summary(), |w| w.stage_summary(st));
+                    println!("  [{mark}] {st}: {summary}");
                 }
                 if !r.is_done() {
                     println!("Run `kubeforge certs rotate-ca --ca {}` again to continue.", r.ca);
@@ -150,14 +152,10 @@ pub fn status(state: &StateDir, output: OutputFormat) -> miette::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// The phases a rotation stage rolls out: the certificates and the members that read them.
-fn rotation_plan_args(concurrency: usize) -> super::plan::Args {
-    super::plan::Args {
-        until: Some(Phase::Etcd),
-        skip_phases: vec![Phase::Preflight, Phase::Os, Phase::Runtime],
-        concurrency,
-        allow_unverified_artifacts: false,
-    }
+/// The phases a rotation stage rolls out: the files, then every component that reads them.
+fn rotation_plan_args(installed: Installed, concurrency: usize) -> super::plan::Args {
+    let (until, skip_phases) = rotation::phase_args(installed);
+    super::plan::Args { until, skip_phases, concurrency, allow_unverified_artifacts: false }
 }
 
 /// Refuses when a host is unreachable (blocked) or an etcd member is not healthy.
@@ -195,29 +193,33 @@ fn check_ready(prepared: &Prepared, when: &str) -> miette::Result<()> {
     ))
 }
 
-/// kube-apiserver reads the etcd CA file and its client certificate only at start, and the
-/// rotation rolls out the `pki` and `etcd` phases alone: on a host where it runs, the new
-/// members' certificates would cut it off from etcd. Until the control-plane restarts are part
-/// of the rotation, such clusters are refused before anything changes.
-async fn refuse_running_apiservers(prepared: &Prepared) -> miette::Result<()> {
-    let manifest = format!("{}/kube-apiserver.yaml", kubeforge_playbooks::node::MANIFESTS_DIR);
-    let mut running = Vec::new();
-    for host in prepared.cluster.control_planes() {
+/// What the hosts run: kube-apiserver's manifest on every control plane (then the static pods
+/// restart in each stage, one control plane at a time behind `/readyz`), the kubelet's
+/// kubeconfig on every worker (then the kubelets restart after the control planes). A kind of
+/// host that runs it only in part is refused before anything changes: a stage would install it.
+async fn installed(prepared: &Prepared) -> miette::Result<Installed> {
+    use kubeforge_playbooks::node::MANIFESTS_DIR;
+    let manifest = format!("{MANIFESTS_DIR}/kube-apiserver.yaml");
+    let kubelet_conf = "/etc/kubernetes/kubelet.conf".to_string();
+    let mut cps = Vec::new();
+    let mut workers = Vec::new();
+    for host in &prepared.cluster.hosts {
+        let (path, list) = if host.is_control_plane() {
+            (&manifest, &mut cps)
+        } else if host.runs_kubelet() {
+            (&kubelet_conf, &mut workers)
+        } else {
+            continue;
+        };
         let Some(t) = prepared.transports.get(&host.name) else { continue };
-        match t.file_sha256(&manifest).await {
-            Ok(None) => {}
-            Ok(Some(_)) => running.push(host.name.clone()),
-            Err(e) => running.push(format!("{} (cannot check: {e})", host.name)),
-        }
+        let found = t.file_sha256(path).await.map_err(|e| {
+            miette!("CA rotation refused: cannot check {path} on {}: {e}", host.name)
+        })?;
+        list.push((host.name.clone(), found.is_some()));
     }
-    if running.is_empty() {
-        return Ok(());
-    }
-    Err(miette!(
-        help = "today `certs rotate-ca --ca etcd` rotates clusters whose control plane is not                 installed yet (`apply --until etcd`) or external etcd without a running                 kube-apiserver; `--dry-run` prints the full procedure",
-        "CA rotation refused: kube-apiserver is installed on {} and loads the etcd CA only at          start; restarting it between stages is not part of the rotation yet. Nothing was changed",
-        running.join(", ")
-    ))
+    let control_plane = rotation::everywhere("kube-apiserver", &cps).map_err(|e| miette!("{e}"))?;
+    let workers = rotation::everywhere("the kubelet", &workers).map_err(|e| miette!("{e}"))?;
+    Ok(Installed { control_plane, workers: control_plane && workers })
 }
 
 fn audit_name(stage: RotationStage) -> String {
@@ -239,15 +241,15 @@ fn audit_name(stage: RotationStage) -> String {
 fn write_stage(
     cluster: &Cluster,
     state: &StateDir,
-    ca: CaId,
+    what: Rotated,
     stage: RotationStage,
 ) -> miette::Result<kubeforge_pki::Report> {
     let old = state.load_pki()?;
     let mut serials = super::certs::OsSerials::default();
-    let outcome = kubeforge_pki::rotation_stage(
+    let outcome = kubeforge_pki::rotate_stage(
         &pki_request(cluster),
         &old,
-        ca,
+        what,
         stage,
         OffsetDateTime::now_utc(),
         &mut serials,
@@ -264,12 +266,12 @@ fn write_stage(
 }
 
 /// Runs every unfinished stage of rotating `ca`.
-pub fn run(global: &Global, ca: CaId, concurrency: usize) -> miette::Result<ExitCode> {
+pub fn run(global: &Global, ca: Rotated, concurrency: usize) -> miette::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     runtime.block_on(rotate(global, ca, concurrency))
 }
 
-async fn rotate(global: &Global, ca: CaId, concurrency: usize) -> miette::Result<ExitCode> {
+async fn rotate(global: &Global, ca: Rotated, concurrency: usize) -> miette::Result<ExitCode> {
     let cluster = crate::spec_file::load(&global.file)?;
     let root = global.state_dir(&cluster.name);
     let lock = ApplyLock::acquire(&root).map_err(|e| miette!("{e}"))?;
@@ -279,7 +281,7 @@ async fn rotate(global: &Global, ca: CaId, concurrency: usize) -> miette::Result
     let now = rfc3339(OffsetDateTime::now_utc());
     let mut record = match load_record(state.root())? {
         Some(r) if !r.is_done() => {
-            if r.ca != ca_name(ca) {
+            if r.ca != ca.as_str() {
                 return Err(miette!(
                     help = format!("finish it first: `kubeforge certs rotate-ca --ca {}`", r.ca),
                     "a rotation of the {} CA is under way (stage {}); nothing was changed",
@@ -292,13 +294,14 @@ async fn rotate(global: &Global, ca: CaId, concurrency: usize) -> miette::Result
         _ => {
             // The files may say a rotation is under way even without a record.
             let files = state.load_pki()?;
-            let stage = kubeforge_pki::stage_of(&files, ca).unwrap_or(RotationStage::TrustBoth);
+            let stage =
+                kubeforge_pki::stage_of_rotated(&files, ca).unwrap_or(RotationStage::TrustBoth);
             let mut completed = Vec::new();
             if stage == RotationStage::ReissueLeaves {
                 completed.push(RotationStage::TrustBoth.as_str().to_string());
             }
             RotationRecord {
-                ca: ca_name(ca).into(),
+                ca: ca.as_str().into(),
                 stage: stage.as_str().into(),
                 completed,
                 started_at: now.clone(),
@@ -314,13 +317,23 @@ async fn rotate(global: &Global, ca: CaId, concurrency: usize) -> miette::Result
             record.stage
         ));
     };
-    let args = rotation_plan_args(concurrency);
-
-    // Nothing is written before every host and member is known to be there.
-    let before = prepare_for(global, &args, Operation::Apply).await?;
+    // Nothing is written before every host and member is known to be there, and what runs
+    // Kubernetes is known.
+    let before = prepare_for(
+        global,
+        &rotation_plan_args(Installed::default(), concurrency),
+        Operation::Apply,
+    )
+    .await?;
     check_ready(&before, "before it changes anything")?;
-    refuse_running_apiservers(&before).await?;
+    let installed = installed(&before).await?;
     drop(before);
+    let args = rotation_plan_args(installed, concurrency);
+    if human {
+        let phases: Vec<String> =
+            rotation::stage_phases(installed).iter().map(|p| p.to_string()).collect();
+        eprintln!("Each stage rolls out the phases {}.", phases.join(", "));
+    }
     if human {
         eprintln!(
             "Rotating the {} CA, from stage {stage} ({} of {}).",
@@ -337,7 +350,7 @@ async fn rotate(global: &Global, ca: CaId, concurrency: usize) -> miette::Result
         record.updated_at = rfc3339(OffsetDateTime::now_utc());
         save_record(state.root(), &record)?;
         if human {
-            eprintln!("\n== Stage {stage}: {}\nState dir:\n{report}", stage.summary());
+            eprintln!("\n== Stage {stage}: {}\nState dir:\n{report}", ca.stage_summary(stage));
         }
         let prepared = prepare_for(global, &args, Operation::Apply).await?;
         if !prepared.pending.is_empty() {
@@ -346,7 +359,7 @@ async fn rotate(global: &Global, ca: CaId, concurrency: usize) -> miette::Result
             prepared.pending.save(&prepared.state)?;
         }
         check_ready(&prepared, &format!("at stage {stage}"))?;
-        let plan = &prepared.plan;
+        let plan = &rotation::roll_out(prepared.plan.clone());
         if !global.yes || human {
             print_plan(global.output, plan)?;
         }
@@ -424,8 +437,8 @@ async fn rotate(global: &Global, ca: CaId, concurrency: usize) -> miette::Result
             println!("{line}");
         }
         OutputFormat::Human => println!(
-            "The {} CA was rotated in {seconds:.1} s: every member trusts and serves the new CA \
-             only; the old CA is kept under {}/pki-replaced/.",
+            "The {} CA was rotated in {seconds:.1} s: every host trusts and uses the new one \
+             only; the old one is kept under {}/pki-replaced/.",
             record.ca,
             state.root().display()
         ),
@@ -461,9 +474,14 @@ mod tests {
     }
 
     #[test]
-    fn only_the_etcd_ca_executes_today() {
-        assert_eq!(parse_ca("etcd"), Ok(CaId::Etcd));
-        assert!(parse_ca("kubernetes").unwrap_err().contains("--dry-run"));
-        assert!(parse_ca("nope").unwrap_err().contains("unknown CA"));
+    fn every_target_parses_and_unknown_ones_are_named() {
+        use kubeforge_pki::CaId;
+        assert_eq!(parse_ca("etcd"), Ok(Rotated::Ca(CaId::Etcd)));
+        assert_eq!(parse_ca("kubernetes"), Ok(Rotated::Ca(CaId::Kubernetes)));
+        assert_eq!(parse_ca("front-proxy"), Ok(Rotated::Ca(CaId::FrontProxy)));
+        assert_eq!(parse_ca("all"), Ok(Rotated::AllCas));
+        assert_eq!(parse_ca("sa"), Ok(Rotated::ServiceAccount));
+        let err = parse_ca("nope").unwrap_err();
+        assert!(err.contains("unknown CA") && err.contains("front-proxy, all, sa"), "{err}");
     }
 }

@@ -169,3 +169,56 @@ fn served_certificates_are_read_through_forwards_and_compared_with_the_state() {
         .unwrap();
     assert_eq!(peer.subject, state_peer.subject, "same profile, another issue");
 }
+
+/// Mid-rotation (the state at `reissue-leaves` of the Kubernetes CA), a host still holding the
+/// leaves of the old CA shows them signed by `ca-prev`, the reissued ones by `ca` (the new CA),
+/// with the two CAs' key fingerprints apart; none is "externally managed".
+#[test]
+fn during_a_rotation_each_host_certificate_names_the_ca_that_signed_it() {
+    use kubeforge_pki::{CaId, Rotated, RotationStage};
+    let cluster = kubeforge_playbooks::spec::load_str(SPEC, "remote.yaml").unwrap();
+    let req = pki_request(&cluster);
+    let before = issued(1);
+    let stage = |s: &Store, st| {
+        let what = Rotated::Ca(CaId::Kubernetes);
+        kubeforge_pki::rotate_stage(&req, s, what, st, now(), &mut SeededSerials::new(5))
+            .unwrap()
+            .store
+    };
+    let state = stage(&stage(&before, RotationStage::TrustBoth), RotationStage::ReissueLeaves);
+    let tree = pki_tree(&state);
+    let old_tree = pki_tree(&before);
+    // cp1: the new files except the apiserver certificate, still the old CA's.
+    let cp1 = tree.hosts["cp1"].iter().fold(FakeHost::new("cp1"), |host, (path, file)| {
+        let bytes = if path.ends_with("/apiserver.crt") {
+            old_tree.hosts["cp1"][path].contents.clone()
+        } else {
+            file.contents.clone()
+        };
+        host.with_file(path.clone(), FakeFile::new(bytes, file.mode))
+    });
+    let transports: BTreeMap<String, Arc<dyn Transport>> =
+        [("cp1".to_string(), Arc::new(cp1) as Arc<dyn Transport>)].into();
+    let unreachable = [("w1".to_string(), "w1: cannot connect".to_string())].into();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let certs = rt.block_on(inspect_hosts(&tree, &transports, &unreachable, &state, now()));
+    let entry = |path: &str| {
+        let c = certs.iter().find(|c| c.host == "cp1" && c.path == path).unwrap();
+        c.expiry.clone().unwrap_or_else(|| panic!("{path}: {:?}", c.on_host))
+    };
+    let old = entry("/etc/kubernetes/pki/apiserver.crt");
+    let new = entry("/etc/kubernetes/pki/apiserver-kubelet-client.crt");
+    let conf = entry("/etc/kubernetes/admin.conf");
+    let ca = entry("/etc/kubernetes/pki/ca.crt");
+    assert_eq!(old.signed_by.as_deref(), Some("ca-prev"));
+    assert_eq!(new.signed_by.as_deref(), Some("ca"));
+    assert_eq!(conf.signed_by.as_deref(), Some("ca"));
+    assert_eq!(ca.signed_by.as_deref(), Some("ca"), "the bundle's first CA signs now");
+    assert_ne!(old.signer_key_id, new.signer_key_id);
+    assert_eq!(new.signer_key_id, ca.signer_key_id);
+    for e in [&old, &new, &conf, &ca] {
+        assert!(!e.externally_managed, "{}", e.path);
+    }
+    // Key files are never read.
+    assert!(certs.iter().all(|c| !c.path.ends_with(".key")));
+}
