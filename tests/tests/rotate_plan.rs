@@ -104,6 +104,7 @@ fn machine(cluster: &Cluster, tree: &RenderTree, host: &str) -> HostFacts {
         files,
         paths_exist: BTreeMap::from([("/var/lib/etcd/member".to_string(), true)]),
         sysctls: BTreeMap::new(),
+        commands: BTreeMap::new(),
     }
 }
 
