@@ -566,7 +566,9 @@ fn the_executor_restarts_one_control_plane_at_a_time_and_stops_at_one_that_fails
             }
             transports.insert(h.name.clone(), Arc::new(host));
         }
-        let options = ExecOptions { concurrency: 16, ..ExecOptions::default() };
+        // As `certs rotate-ca` runs a stage.
+        let options =
+            ExecOptions { concurrency: 16, stop_at_first_failure: true, ..ExecOptions::default() };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let report = rt.block_on(execute(
             &plan,
@@ -596,6 +598,8 @@ fn the_executor_restarts_one_control_plane_at_a_time_and_stops_at_one_that_fails
             assert_eq!(stop("cp3"), None, "cp3 restarted after cp2 failed: {timeline:?}");
             assert_eq!(ready("cp2"), None, "{timeline:?}");
             assert!(report.not_reached.contains_key("cp3"), "{:?}", report.not_reached);
+            assert_eq!(kubelet("worker1"), None, "a kubelet restarted after cp2 failed");
+            assert_eq!(report.not_started, ["workers"], "{}", report.render_text());
         }
     }
 }

@@ -378,7 +378,10 @@ async fn rotate(global: &Global, ca: Rotated, concurrency: usize) -> miette::Res
                 return Ok(ExitCode::FAILURE);
             }
             let audit = AuditLog::create(state.root(), &audit_name(stage)).into_diagnostic()?;
-            let options = ExecOptions { concurrency, ..ExecOptions::default() };
+            // A control plane that did not come back stops the stage: no kubelet is restarted
+            // after it, and the next stage does not start.
+            let options =
+                ExecOptions { concurrency, stop_at_first_failure: true, ..ExecOptions::default() };
             let sink: Box<dyn EventSink> = match global.output {
                 OutputFormat::Json => Box::new(JsonLines),
                 OutputFormat::Human => Box::new(ProgressBars::new(

@@ -37,11 +37,19 @@ pub struct ExecOptions {
     pub concurrency: usize,
     /// Cancelled by Ctrl-C: stop at the next step boundary.
     pub cancel: CancellationToken,
+    /// Start no later phase after a failure, whatever the operation (a CA rotation's stage:
+    /// no kubelet restarted after a control plane that did not come back). Upgrades always do
+    /// ([`Operation::stops_at_first_failure`]).
+    pub stop_at_first_failure: bool,
 }
 
 impl Default for ExecOptions {
     fn default() -> Self {
-        ExecOptions { concurrency: 16, cancel: CancellationToken::new() }
+        ExecOptions {
+            concurrency: 16,
+            cancel: CancellationToken::new(),
+            stop_at_first_failure: false,
+        }
     }
 }
 
@@ -145,7 +153,7 @@ pub async fn execute(
         events.emit(&Event::PhaseFinished { phase: phase_name.clone() });
         // An operation that must not go on past a failure (an upgrade: no kubelet newer than
         // a control plane that failed or was rolled back) starts no later phase.
-        if plan.operation.stops_at_first_failure()
+        if (plan.operation.stops_at_first_failure() || options.stop_at_first_failure)
             && !report.failures.is_empty()
             && !report.interrupted
         {
