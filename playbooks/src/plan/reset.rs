@@ -140,7 +140,11 @@ pub(crate) fn teardown_of(
     }
     for u in &units {
         if running(facts, u) {
-            steps.push(unit_step(u, UnitAction::Stop, "reset: kubeforge started it"));
+            steps.push(unit_step(
+                u,
+                UnitAction::Stop,
+                "kubeforge started it; this host is being cleaned",
+            ));
             if *u == unit::KUBELET {
                 // The kubelet's pods keep running in containerd without it.
                 let sh = "command -v crictl >/dev/null || exit 0; \
@@ -158,7 +162,11 @@ pub(crate) fn teardown_of(
     }
     for u in &units {
         if enabled(facts, u) {
-            steps.push(unit_step(u, UnitAction::Disable, "reset: not started at boot any more"));
+            steps.push(unit_step(
+                u,
+                UnitAction::Disable,
+                "kubeforge enabled it; not started at boot any more",
+            ));
         }
     }
     let mut files = files;
