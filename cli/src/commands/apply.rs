@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use miette::{IntoDiagnostic as _, miette};
 
+use super::outcome::print_outcome;
 use super::plan::{prepare, print_pending, print_plan};
 use crate::context::{Global, OutputFormat};
 use crate::exec::events::{EventSink, JsonLines};
@@ -109,24 +110,13 @@ async fn apply(global: &Global, args: Args) -> miette::Result<ExitCode> {
             None
         }
     };
-    match global.output {
-        OutputFormat::Json => {
-            let line = serde_json::json!({ "event": "report", "report": report });
-            println!("{line}");
-        }
-        OutputFormat::Human => {
-            print!("{}", report.render_text());
-            if let Some(applied) = &recorded {
-                println!(
-                    "Recorded applied generation {} in {}.",
-                    applied.generation,
-                    prepared.state.root().join(crate::applied_store::APPLIED_FILE).display()
-                );
-            }
-            if let Some(path) = audit.path() {
-                println!("Audit log: {}", path.display());
-            }
-        }
-    }
+    let recorded_line = recorded.as_ref().map(|applied| {
+        format!(
+            "Recorded applied generation {} in {}.",
+            applied.generation,
+            prepared.state.root().join(crate::applied_store::APPLIED_FILE).display()
+        )
+    });
+    print_outcome(global.output, &report, None, recorded_line.as_slice(), &audit);
     Ok(if report.succeeded() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -9,6 +9,7 @@ pub mod completions;
 pub mod confirm;
 pub mod init;
 pub mod lab;
+pub mod outcome;
 pub mod plan;
 pub mod render;
 pub mod reset;

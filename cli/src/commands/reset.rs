@@ -15,6 +15,7 @@ use kubeforge_playbooks::model::Cluster;
 use kubeforge_playbooks::plan::{self, Operation, Phase};
 use miette::{IntoDiagnostic as _, WrapErr as _, miette};
 
+use super::outcome::print_outcome;
 use super::plan::{prepare_for, print_plan};
 use crate::context::{Global, OutputFormat};
 use crate::exec::events::{EventSink, JsonLines};
@@ -139,17 +140,7 @@ async fn reset(global: &Global, args: Args) -> miette::Result<ExitCode> {
         };
         let report = execute(plan, &prepared.transports, &options, sink.as_ref(), &audit).await;
         ok &= report.succeeded();
-        match global.output {
-            OutputFormat::Json => {
-                println!("{}", serde_json::json!({ "event": "report", "report": report }));
-            }
-            OutputFormat::Human => {
-                print!("{}", report.render_text());
-                if let Some(p) = audit.path() {
-                    println!("Audit log: {}", p.display());
-                }
-            }
-        }
+        print_outcome(global.output, &report, None, &[], &audit);
     }
     if !ok {
         eprintln!(

@@ -16,6 +16,7 @@ use kubeforge_playbooks::model::Cluster;
 use kubeforge_playbooks::plan::{self, Operation, Phase, Plan, RestoreSnapshot};
 use miette::{IntoDiagnostic as _, miette};
 
+use super::outcome::print_outcome;
 use super::plan::{prepare_for, print_plan};
 use crate::backup::verify::{self, EtcdTools, ScratchDir, VerifyError};
 use crate::backup::{self, store};
@@ -246,30 +247,15 @@ async fn restore(global: &Global, args: Args) -> miette::Result<ExitCode> {
         started,
         summary.clone(),
     ));
-    match global.output {
-        OutputFormat::Json => {
-            let line = serde_json::json!({
-                "event": "report",
-                "report": report,
-                "restore": {
-                    "succeeded": ok,
-                    "revision": verified.revision,
-                    "keys": verified.key_count,
-                    "seconds": seconds,
-                    "oldDataDir": plan::old_data_dir(&stamp),
-                    "members": members,
-                },
-            });
-            println!("{line}");
-        }
-        OutputFormat::Human => {
-            print!("{}", report.render_text());
-            println!("{summary}");
-            if let Some(p) = audit.path() {
-                println!("Audit log: {}", p.display());
-            }
-        }
-    }
+    let details = serde_json::json!({
+        "succeeded": ok,
+        "revision": verified.revision,
+        "keys": verified.key_count,
+        "seconds": seconds,
+        "oldDataDir": plan::old_data_dir(&stamp),
+        "members": members,
+    });
+    print_outcome(global.output, &report, Some(("restore", details)), &[summary], &audit);
     drop(scratch);
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -20,6 +20,7 @@ use kubeforge_playbooks::plan::upgrade::skew::Component;
 use kubeforge_playbooks::plan::{EtcdClientFiles, Operation, Phase, Plan};
 use miette::{IntoDiagnostic as _, miette};
 
+use super::outcome::print_outcome;
 use super::plan::{Prepared, prepare_for, print_plan};
 use crate::backup::source::{self, Origin};
 use crate::backup::verify::{self, EtcdTools};
@@ -379,28 +380,13 @@ async fn apply_cmd(global: &Global, args: Args) -> miette::Result<ExitCode> {
         )
     };
     audit.record(&record("upgrade", vec![kept.clone()], started, summary.clone()));
-    match global.output {
-        OutputFormat::Json => {
-            let line = serde_json::json!({
-                "event": "report",
-                "report": report,
-                "upgrade": {
-                    "succeeded": ok,
-                    "seconds": seconds,
-                    "snapshotSeconds": snapshot_secs,
-                    "snapshot": kept,
-                },
-            });
-            println!("{line}");
-        }
-        OutputFormat::Human => {
-            print!("{}", report.render_text());
-            println!("{summary}");
-            if let Some(p) = audit.path() {
-                println!("Audit log: {}", p.display());
-            }
-        }
-    }
+    let details = serde_json::json!({
+        "succeeded": ok,
+        "seconds": seconds,
+        "snapshotSeconds": snapshot_secs,
+        "snapshot": kept,
+    });
+    print_outcome(global.output, &report, Some(("upgrade", details)), &[summary], &audit);
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
