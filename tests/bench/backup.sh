@@ -11,7 +11,10 @@
 # time, MiB/s of etcd database, max RSS), and always brings the lab down.
 # Run as root from the repository root after `cargo build --release -p kubeforge` (or set
 # KUBEFORGE_BIN; a debug build compresses and hashes several times slower).
-# DB_MIB (default 300) sets the database size; KEEP_LAB=1 leaves the lab up.
+# DB_MIB (default 300) sets the database size. KEEP_LAB=1 leaves the lab and its work dir (spec,
+# state, PKI) in place and prints the dir; REUSE=<that dir> measures again against that lab
+# without bringing up or filling anything (e.g. to compare two builds on the same data);
+# ONLY=create,run,etcdctl picks some of the three measurements.
 set -euo pipefail
 BIN=${KUBEFORGE_BIN:-target/release/kubeforge}
 BIN=$(readlink -f "$BIN")
@@ -20,18 +23,31 @@ ETCDCTL=${ETCDCTL:-$(command -v etcdctl)}
 [[ -x /usr/bin/time ]] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
 DB_MIB=${DB_MIB:-300}
 RUNS=${RUNS:-3}
-name="bkbench$(( $$ % 100000 ))"
-work=$(mktemp -d)
+if [[ -n ${REUSE:-} ]]; then
+  work=$(readlink -f "$REUSE")
+  name=$(awk '/^  name:/ { print $2; exit }' "$work/lab.yaml")
+  KEEP_LAB=1
+else
+  name="bkbench$(( $$ % 100000 ))"
+  work=$(mktemp -d)
+fi
 cleanup() {
-  if [[ -z ${KEEP_LAB:-} ]]; then "$BIN" lab down --name "$name" >/dev/null 2>&1 || true; fi
-  rm -rf "$work"
+  if [[ -z ${KEEP_LAB:-} ]]; then
+    "$BIN" lab down --name "$name" >/dev/null 2>&1 || true
+    rm -rf "$work"
+  else
+    rm -rf "$work/out" "$work/warm"
+    echo "lab $name left up; measure again with REUSE=$work, remove with: $BIN lab down --name $name && rm -rf $work" >&2
+  fi
 }
 trap cleanup EXIT
 cd "$work"
 export KUBEFORGE_NODE_BINARY="$BIN"
 
-"$BIN" lab up --name "$name" --control-planes 3 --workers 0 --spec-out "$work/lab.yaml" >/dev/null
-"$BIN" apply -f lab.yaml --until etcd --yes -o json >/dev/null
+if [[ -z ${REUSE:-} ]]; then
+  "$BIN" lab up --name "$name" --control-planes 3 --workers 0 --spec-out "$work/lab.yaml" >/dev/null
+  "$BIN" apply -f lab.yaml --until etcd --yes -o json >/dev/null
+fi
 pki="$work/.kubeforge/$name/pki"
 tls=(--cacert="$pki/etcd/ca.crt" --cert="$pki/nodes/cp1/etcd/healthcheck-client.crt"
      --key="$pki/nodes/cp1/etcd/healthcheck-client.key")
@@ -62,27 +78,34 @@ rm -rf "$work/warm"
 
 measure() { # label, command...
   local label=$1; shift
-  local walls=() rss=()
+  local walls=() rss=() cpus=()
   for r in $(seq 1 "$RUNS"); do
     rm -rf "$work/out"; mkdir -p "$work/out"
     /usr/bin/time -v -o "$work/time.txt" "$@" >/dev/null 2>"$work/err.txt" ||
       { echo "$label failed: $(tail -3 "$work/err.txt")" >&2; return 1; }
     walls+=("$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (k = 1; k <= n; k++) s = s * 60 + p[k]; print s }' "$work/time.txt")")
     rss+=("$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$work/time.txt")")
+    cpus+=("$(awk -F': ' '/User time|System time/ { s += $2 } END { print s }' "$work/time.txt")")
   done
-  local wall maxrss
-  wall=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+  local wall maxrss cpu
+  median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+  wall=$(printf '%s\n' "${walls[@]}" | median)
+  cpu=$(printf '%s\n' "${cpus[@]}" | median)
   maxrss=$(printf '%s\n' "${rss[@]}" | sort -g | tail -1)
-  awk -v l="$label" -v w="$wall" -v r="$maxrss" -v d="$db" -v n="$RUNS" 'BEGIN {
-    printf "%-44s %6.2f s  %7.1f MiB/s  peak RSS %6.1f MiB  (median of %d)\n", l, w, d / w, r / 1024, n }'
+  awk -v l="$label" -v w="$wall" -v r="$maxrss" -v d="$db" -v n="$RUNS" -v c="$cpu" \
+      -v all="${walls[*]}" 'BEGIN {
+    printf "%-44s %6.2f s  %7.1f MiB/s  peak RSS %6.1f MiB  cpu %5.2f s  (median of %d: %s s)\n",
+      l, w, d / w, r / 1024, c, n, all }'
 }
 
+# ONLY=create,run,etcdctl (default all) picks the measurements.
+want() { [[ -z ${ONLY:-} || ",$ONLY," == *",$1,"* ]]; }
 echo "from $(hostname) to member $member ($mep):"
-measure "kubeforge backup create (SSH tunnel, zstd)" \
+! want create || measure "kubeforge backup create (SSH tunnel, zstd)" \
   "$BIN" backup create -f lab.yaml --to "$work/out"
-measure "kubeforge backup run (direct mTLS, zstd)" \
+! want run || measure "kubeforge backup run (direct mTLS, zstd)" \
   "$BIN" backup run --etcd-endpoints="$mep" --etcd-cacert="$pki/etcd/ca.crt" \
     --etcd-cert="$pki/nodes/cp1/etcd/healthcheck-client.crt" \
     --etcd-key="$pki/nodes/cp1/etcd/healthcheck-client.key" --destination="$work/out" --retention=1
-measure "etcdctl snapshot save (direct mTLS, raw)" \
+! want etcdctl || measure "etcdctl snapshot save (direct mTLS, raw)" \
   env ETCDCTL_API=3 "$ETCDCTL" --endpoints="$mep" "${tls[@]}" snapshot save "$work/out/snap.db"
