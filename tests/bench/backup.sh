@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Benchmark: throughput and peak RSS of `kubeforge backup create` (operator machine, through
-# an SSH tunnel to the member it picks) and of `kubeforge backup run` (direct mTLS to that same
-# member, as the timer runs it) against `etcdctl snapshot save` from the same machine to the
-# same member, with an etcd database of at least 256 MiB. Targets (issue 11): at least
-# etcdctl's throughput, peak RSS under 64 MiB.
+# an SSH tunnel to the member it picks; and with --direct, mTLS to the member's client port),
+# of `kubeforge backup run` (direct mTLS to that same member, as the timer runs it) against
+# `etcdctl snapshot save` from the same machine to the same member, with an etcd database of
+# at least 256 MiB. Targets (issue 11): at least etcdctl's throughput, peak RSS under 64 MiB.
 #
 # Brings up its own lab (`bkbench<pid>`, 3 stacked members, etcd from the lab's artifacts),
 # applies `--until etcd`, fills etcd with incompressible 1 MiB values, runs each tool
 # $RUNS times (default 3) under /usr/bin/time -v, prints one line per tool (median wall
-# time, MiB/s of etcd database, max RSS), and always brings the lab down.
+# time, MiB/s of etcd database, max RSS, median user+system CPU, every run's wall time), and
+# brings the lab down. The lab shares the machine's CPUs with the tools measured: on a small
+# or busy machine the SSH server's and client's work per byte shows in the tunnel's figure.
 # Run as root from the repository root after `cargo build --release -p kubeforge` (or set
 # KUBEFORGE_BIN; a debug build compresses and hashes several times slower).
 # DB_MIB (default 300) sets the database size. KEEP_LAB=1 leaves the lab and its work dir (spec,
 # state, PKI) in place and prints the dir; REUSE=<that dir> measures again against that lab
 # without bringing up or filling anything (e.g. to compare two builds on the same data);
-# ONLY=create,run,etcdctl picks some of the three measurements.
+# ONLY=create,direct,run,etcdctl picks some of the four measurements.
 set -euo pipefail
 BIN=${KUBEFORGE_BIN:-target/release/kubeforge}
 BIN=$(readlink -f "$BIN")
@@ -68,7 +70,8 @@ while (( $(size_mib) < DB_MIB )); do
   done
 done
 db=$(size_mib)
-echo "etcd database: ${db} MiB in $i keys (lab $name, etcd $(awk '/version:/ {print $2; exit}' lab.yaml))"
+keys=$( ((i > 0)) && echo " in $i keys" || true)
+echo "etcd database: ${db} MiB$keys (lab $name, etcd $(awk '/version:/ {print $2; exit}' lab.yaml))"
 
 # Which member does `backup create` pick? Use that one for the others too.
 "$BIN" backup create -f lab.yaml --to "$work/warm" -o json >"$work/create.json"
@@ -98,11 +101,13 @@ measure() { # label, command...
       l, w, d / w, r / 1024, c, n, all }'
 }
 
-# ONLY=create,run,etcdctl (default all) picks the measurements.
+# ONLY=create,direct,run,etcdctl (default all) picks the measurements.
 want() { [[ -z ${ONLY:-} || ",$ONLY," == *",$1,"* ]]; }
 echo "from $(hostname) to member $member ($mep):"
 ! want create || measure "kubeforge backup create (SSH tunnel, zstd)" \
   "$BIN" backup create -f lab.yaml --to "$work/out"
+! want direct || measure "kubeforge backup create --direct (mTLS, zstd)" \
+  "$BIN" backup create -f lab.yaml --direct --to "$work/out"
 ! want run || measure "kubeforge backup run (direct mTLS, zstd)" \
   "$BIN" backup run --etcd-endpoints="$mep" --etcd-cacert="$pki/etcd/ca.crt" \
     --etcd-cert="$pki/nodes/cp1/etcd/healthcheck-client.crt" \
