@@ -7,7 +7,7 @@
 #
 # Brings up its own lab (`bkbench<pid>`, 3 stacked members, etcd from the lab's artifacts),
 # applies `--until etcd`, fills etcd with incompressible 1 MiB values, runs each tool
-# $RUNS times (default 3) under /usr/bin/time -v, prints one line per tool (median wall
+# $RUNS times (default 3, taking turns) under /usr/bin/time -v, prints one line per tool (median wall
 # time, MiB/s of etcd database, max RSS, median user+system CPU, every run's wall time), and
 # brings the lab down. The lab shares the machine's CPUs with the tools measured: on a small
 # or busy machine the SSH server's and client's work per byte shows in the tunnel's figure.
@@ -38,7 +38,7 @@ cleanup() {
     "$BIN" lab down --name "$name" >/dev/null 2>&1 || true
     rm -rf "$work"
   else
-    rm -rf "$work/out" "$work/warm"
+    rm -rf "$work/out" "$work/warm" "$work"/*.runs
     echo "lab $name left up; measure again with REUSE=$work, remove with: $BIN lab down --name $name && rm -rf $work" >&2
   fi
 }
@@ -79,38 +79,46 @@ member=$(python3 -c 'import json; print(json.load(open("'"$work"'/create.json"))
 mep="https://$(addr "$member"):2379"
 rm -rf "$work/warm"
 
-measure() { # label, command...
-  local label=$1; shift
-  local walls=() rss=() cpus=()
-  for r in $(seq 1 "$RUNS"); do
-    rm -rf "$work/out"; mkdir -p "$work/out"
-    /usr/bin/time -v -o "$work/time.txt" "$@" >/dev/null 2>"$work/err.txt" ||
-      { echo "$label failed: $(tail -3 "$work/err.txt")" >&2; return 1; }
-    walls+=("$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (k = 1; k <= n; k++) s = s * 60 + p[k]; print s }' "$work/time.txt")")
-    rss+=("$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$work/time.txt")")
-    cpus+=("$(awk -F': ' '/User time|System time/ { s += $2 } END { print s }' "$work/time.txt")")
-  done
-  local wall maxrss cpu
-  median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-  wall=$(printf '%s\n' "${walls[@]}" | median)
-  cpu=$(printf '%s\n' "${cpus[@]}" | median)
-  maxrss=$(printf '%s\n' "${rss[@]}" | sort -g | tail -1)
-  awk -v l="$label" -v w="$wall" -v r="$maxrss" -v d="$db" -v n="$RUNS" -v c="$cpu" \
-      -v all="${walls[*]}" 'BEGIN {
-    printf "%-44s %6.2f s  %7.1f MiB/s  peak RSS %6.1f MiB  cpu %5.2f s  (median of %d: %s s)\n",
-      l, w, d / w, r / 1024, c, n, all }'
+# One run of a tool under /usr/bin/time: appends "wall cpu rss_kib" to $work/<id>.runs.
+run_once() { # id, command...
+  local id=$1; shift
+  rm -rf "$work/out"; mkdir -p "$work/out"
+  /usr/bin/time -v -o "$work/time.txt" "$@" >/dev/null 2>"$work/err.txt" ||
+    { echo "$id failed: $(tail -3 "$work/err.txt")" >&2; return 1; }
+  awk -F': ' '
+    /Elapsed \(wall clock\)/ { n = split($2, p, ":"); w = 0; for (k = 1; k <= n; k++) w = w * 60 + p[k] }
+    /User time|System time/ { c += $2 }
+    /Maximum resident set size/ { r = $2 }
+    END { print w, c, r }' "$work/time.txt" >>"$work/$id.runs"
+}
+# Median wall time (and MiB/s of the database), median CPU, highest RSS, every wall time.
+report() { # id, label
+  local f="$work/$1.runs"
+  [[ -s $f ]] || return 0
+  local wall cpu
+  wall=$(awk '{ print $1 }' "$f" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+  cpu=$(awk '{ print $2 }' "$f" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+  awk -v l="$2" -v w="$wall" -v c="$cpu" -v d="$db" '
+    { if ($3 > r) r = $3; all = all (NR > 1 ? " " : "") $1 }
+    END { printf "%-46s %6.2f s  %7.1f MiB/s  peak RSS %6.1f MiB  cpu %5.2f s  (median of %d: %s s)\n",
+      l, w, d / w, r / 1024, c, NR, all }' "$f"
 }
 
-# ONLY=create,direct,run,etcdctl (default all) picks the measurements.
+# ONLY=create,direct,run,etcdctl (default all) picks the measurements. The tools take turns,
+# round after round, so that a change in the machine's load hits them alike.
 want() { [[ -z ${ONLY:-} || ",$ONLY," == *",$1,"* ]]; }
-echo "from $(hostname) to member $member ($mep):"
-! want create || measure "kubeforge backup create (SSH tunnel, zstd)" \
-  "$BIN" backup create -f lab.yaml --to "$work/out"
-! want direct || measure "kubeforge backup create --direct (mTLS, zstd)" \
-  "$BIN" backup create -f lab.yaml --direct --to "$work/out"
-! want run || measure "kubeforge backup run (direct mTLS, zstd)" \
-  "$BIN" backup run --etcd-endpoints="$mep" --etcd-cacert="$pki/etcd/ca.crt" \
-    --etcd-cert="$pki/nodes/cp1/etcd/healthcheck-client.crt" \
+rm -f "$work"/*.runs
+for r in $(seq 1 "$RUNS"); do
+  ! want create || run_once create "$BIN" backup create -f lab.yaml --to "$work/out"
+  ! want direct || run_once direct "$BIN" backup create -f lab.yaml --direct --to "$work/out"
+  ! want run || run_once run "$BIN" backup run --etcd-endpoints="$mep" \
+    --etcd-cacert="$pki/etcd/ca.crt" --etcd-cert="$pki/nodes/cp1/etcd/healthcheck-client.crt" \
     --etcd-key="$pki/nodes/cp1/etcd/healthcheck-client.key" --destination="$work/out" --retention=1
-! want etcdctl || measure "etcdctl snapshot save (direct mTLS, raw)" \
-  env ETCDCTL_API=3 "$ETCDCTL" --endpoints="$mep" "${tls[@]}" snapshot save "$work/out/snap.db"
+  ! want etcdctl || run_once etcdctl env ETCDCTL_API=3 "$ETCDCTL" --endpoints="$mep" "${tls[@]}" \
+    snapshot save "$work/out/snap.db"
+done
+echo "from $(hostname) to member $member ($mep), $RUNS rounds:"
+report create "kubeforge backup create (SSH tunnel, zstd)"
+report direct "kubeforge backup create --direct (mTLS, zstd)"
+report run "kubeforge backup run (direct mTLS, zstd)"
+report etcdctl "etcdctl snapshot save (direct mTLS, raw)"
