@@ -6,8 +6,8 @@
 //! verify` accepts; a run against a stopped member fails the unit visibly and keeps the earlier
 //! backups; the CronJob's argv, run as-is on a control plane, makes a backup too (containers
 //! cannot run in the lab). That is stacked etcd 3.5.1; the same on external etcd 3.4.23 (one
-//! lab: create, verify with etcd 3.4's tools, the timer on the etcd hosts only, three timer runs
-//! leaving the retention's two backups). Runs only with KUBEFORGE_E2E=1; each lab has a unique
+//! lab: create through a tunnel and with --direct, verify with etcd 3.4's tools, the timer on
+//! the etcd hosts only, three timer runs leaving the retention's two backups). Runs only with KUBEFORGE_E2E=1; each lab has a unique
 //! name and is always brought down.
 
 use std::path::Path;
@@ -215,6 +215,14 @@ fn external_etcd_34_create_verify_timer_runs_and_retention() {
     let verified = verify_json(&lab, file.trim_end_matches(".db.zst"));
     assert!(verified["keyCount"].as_u64().unwrap() >= 1000, "{verified}");
     assert!(verified["revision"].as_i64().unwrap() >= 1000, "{verified}");
+
+    // --direct: the same over mutual TLS to the members' client port, no SSH tunnel.
+    let out = lab.ok(&["-o", "json", "backup", "create", "-f", lab.spec_arg(), "--direct"]);
+    let direct: Value = serde_json::from_slice(&out.stdout).expect("create json");
+    let endpoint = direct["backup"]["endpoint"].as_str().unwrap();
+    assert!(!endpoint.contains("127.0.0.1") && endpoint.ends_with(":2379"), "{direct}");
+    assert!(direct["backup"]["keyCount"].as_u64().unwrap() >= 1000, "{direct}");
+    assert_ne!(direct["backup"]["file"], backup["file"], "{direct}");
 
     // The timer is on the etcd hosts, not on the control plane; three runs keep two backups.
     let (machines, _) = lab.machines();
