@@ -5,8 +5,10 @@
 //! `systemctl start kubeforge-backup.service` on a member writes a snapshot that `backup
 //! verify` accepts; a run against a stopped member fails the unit visibly and keeps the earlier
 //! backups; the CronJob's argv, run as-is on a control plane, makes a backup too (containers
-//! cannot run in the lab). Runs only with KUBEFORGE_E2E=1; the lab has a unique name and is
-//! always brought down.
+//! cannot run in the lab). That is stacked etcd 3.5.1; the same on external etcd 3.4.23 (one
+//! lab: create through a tunnel and with --direct, verify with etcd 3.4's tools, the timer on
+//! the etcd hosts only, three timer runs leaving the retention's two backups). Runs only with KUBEFORGE_E2E=1; each lab has a unique
+//! name and is always brought down.
 
 use std::path::Path;
 
@@ -53,12 +55,7 @@ fn create_verify_timer_run_failure_and_cronjob_argv() {
     }
     let name = format!("bk{}", std::process::id() % 100000);
     let lab = Lab::up(&name, &["--control-planes", "3", "--workers", "0"]);
-    let spec = lab.spec_text().replace(
-        "  hosts:\n",
-        &format!(
-            "  backup:\n    schedule: \"0 3 * * *\"\n    retention: 2\n    destination: {DEST}\n  hosts:\n"
-        ),
-    );
+    let spec = with_schedule(&lab.spec_text());
     std::fs::write(&lab.spec, &spec).unwrap();
     lab.ok(&["apply", "-f", lab.spec_arg(), "--until", "etcd", "--yes"]);
     lab.assert_converged("etcd");
@@ -172,4 +169,86 @@ fn create_verify_timer_run_failure_and_cronjob_argv() {
     let out = cp1.ssh(&quoted.join(" "));
     assert!(out.status.success(), "CronJob argv on cp1: {}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("kubeforge backup run: saved "));
+}
+
+/// The spec's backup schedule (retention 2 into [`DEST`]) added to a lab's spec.
+fn with_schedule(spec: &str) -> String {
+    spec.replace(
+        "  hosts:\n",
+        &format!(
+            "  backup:\n    schedule: \"0 3 * * *\"\n    retention: 2\n    destination: {DEST}\n  hosts:\n"
+        ),
+    )
+}
+
+#[test]
+fn external_etcd_34_create_verify_timer_runs_and_retention() {
+    if !enabled() {
+        return;
+    }
+    let name = format!("bkx{}", std::process::id() % 100000);
+    let lab = Lab::up(&name, &["--control-planes", "1", "--workers", "0", "--etcd", "3"]);
+    let spec = with_schedule(&lab.spec_text()).replace("version: v3.5.1", "version: v3.4.23");
+    assert!(spec.contains("topology: external") && spec.contains("version: v3.4.23"), "{spec}");
+    std::fs::write(&lab.spec, &spec).unwrap();
+    lab.ok(&["apply", "-f", lab.spec_arg(), "--until", "etcd", "--yes"]);
+    lab.assert_converged("etcd");
+
+    let tls = lab.etcd_tls("nodes/cp1/apiserver-etcd-client");
+    runtime().block_on(async {
+        let ep = &etcd_endpoints(&spec, &["etcd1"])[0];
+        let c = EtcdClient::connect(ep, Some(&tls), T).await.expect("connect");
+        for i in 0..1000 {
+            c.put(&format!("/e2e/backup/{i:04}"), format!("v{i}").as_bytes()).await.unwrap();
+        }
+    });
+
+    // backup create through an SSH tunnel to an etcd host; verify with etcd 3.4's tools.
+    let out = lab.ok(&["-o", "json", "backup", "create", "-f", lab.spec_arg()]);
+    let created: Value = serde_json::from_slice(&out.stdout).expect("create json");
+    let backup = &created["backup"];
+    assert!(backup["etcdVersion"].as_str().unwrap().starts_with("3.4."), "{created}");
+    assert!(backup["member"].as_str().unwrap().starts_with("etcd"), "{created}");
+    assert_eq!(backup["members"].as_array().map(Vec::len), Some(3), "{created}");
+    assert!(backup["keyCount"].as_u64().unwrap() >= 1000, "{created}");
+    let file = backup["file"].as_str().unwrap().to_string();
+    let verified = verify_json(&lab, file.trim_end_matches(".db.zst"));
+    assert!(verified["keyCount"].as_u64().unwrap() >= 1000, "{verified}");
+    assert!(verified["revision"].as_i64().unwrap() >= 1000, "{verified}");
+
+    // --direct: the same over mutual TLS to the members' client port, no SSH tunnel.
+    let out = lab.ok(&["-o", "json", "backup", "create", "-f", lab.spec_arg(), "--direct"]);
+    let direct: Value = serde_json::from_slice(&out.stdout).expect("create json");
+    let endpoint = direct["backup"]["endpoint"].as_str().unwrap();
+    assert!(!endpoint.contains("127.0.0.1") && endpoint.ends_with(":2379"), "{direct}");
+    assert!(direct["backup"]["keyCount"].as_u64().unwrap() >= 1000, "{direct}");
+    assert_ne!(direct["backup"]["file"], backup["file"], "{direct}");
+
+    // The timer is on the etcd hosts, not on the control plane; three runs keep two backups.
+    let (machines, _) = lab.machines();
+    let cp1 = machine(&machines, "cp1");
+    let units = cp1.ssh_ok("systemctl list-unit-files --no-legend 'kubeforge-backup*' | wc -l");
+    assert_eq!(units.trim(), "0", "no backup units on a control plane of external etcd");
+    let etcd2 = machine(&machines, "etcd2");
+    let timers = etcd2.ssh_ok("systemctl list-timers --all --no-pager kubeforge-backup.timer");
+    assert!(timers.contains("kubeforge-backup.timer"), "{timers}");
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        etcd2.ssh_ok("systemctl start kubeforge-backup.service");
+        let now = remote_backups(etcd2);
+        runs.push(now.clone());
+        std::thread::sleep(std::time::Duration::from_millis(1100)); // a new name each run
+    }
+    assert_eq!(runs[0].len(), 1, "{runs:?}");
+    assert_eq!(runs[1].len(), 2, "{runs:?}");
+    assert_eq!(runs[2].len(), 2, "retention 2: {runs:?}");
+    assert!(!runs[2].contains(&runs[0][0]), "the oldest was pruned: {runs:?}");
+    let newest = runs[2].iter().find(|n| !runs[1].contains(n)).expect("the third run's backup");
+    let local = tempfile::tempdir().unwrap();
+    let fetched = fetch(etcd2, newest, local.path());
+    let verified = verify_json(&lab, fetched.to_str().unwrap());
+    assert!(verified["keyCount"].as_u64().unwrap() >= 1000, "{verified}");
+    assert_eq!(verified["checkedAgainstSidecar"], true, "{verified}");
+    let status = etcd2.ssh_ok(&format!("cat {DEST}/kubeforge-backup-status.json"));
+    assert!(status.contains("\"lastResult\": \"success\""), "{status}");
 }

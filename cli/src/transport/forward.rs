@@ -12,6 +12,10 @@ use tokio::task::JoinHandle;
 use super::ssh::SshHandle;
 use super::{LocalForward, TransportError};
 
+/// Buffer of each direction of a tunnel: an SSH data packet (up to 32 KiB) or more per read,
+/// where tokio's default of 8 KiB split each into four reads and writes.
+const COPY_BUFFER: usize = 64 * 1024;
+
 /// Aborts a background task when dropped (ties a forward's listener to its [`LocalForward`]).
 #[derive(Debug)]
 pub struct AbortOnDrop(pub(crate) JoinHandle<()>);
@@ -68,7 +72,13 @@ pub(crate) async fn start(
                 match channel {
                     Ok(ch) => {
                         let mut stream = ch.into_stream();
-                        let _ = tokio::io::copy_bidirectional(&mut socket, &mut stream).await;
+                        let _ = tokio::io::copy_bidirectional_with_sizes(
+                            &mut socket,
+                            &mut stream,
+                            COPY_BUFFER,
+                            COPY_BUFFER,
+                        )
+                        .await;
                     }
                     Err(e) => {
                         tracing::warn!(host, "forward to {remote} failed: {e}")

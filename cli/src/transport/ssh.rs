@@ -247,6 +247,12 @@ fn client_config(options: &ConnectOptions, known_algorithms: &[russh::keys::Algo
         first.extend(rest);
         preferred.key = std::borrow::Cow::Owned(first);
     }
+    // AES-GCM first: with AES-NI it costs both ends a fraction of chacha20-poly1305's CPU
+    // (measured: a 319 MiB etcd snapshot through a tunnel took 10-15% less time).
+    let mut ciphers: Vec<russh::cipher::Name> = preferred.cipher.iter().copied().collect();
+    ciphers.retain(|c| *c != russh::cipher::AES_256_GCM);
+    ciphers.insert(0, russh::cipher::AES_256_GCM);
+    preferred.cipher = std::borrow::Cow::Owned(ciphers);
     Config {
         preferred,
         keepalive_interval: Some(options.keepalive_interval),
@@ -737,6 +743,13 @@ mod tests {
         assert!(cfg.preferred.key[0].clone().is_rsa(), "{:?}", cfg.preferred.key);
         let cfg = client_config(&ConnectOptions::default(), &[]);
         assert_eq!(cfg.preferred.key, russh::Preferred::default().key);
+        // AES-GCM first, every default cipher still offered.
+        assert_eq!(cfg.preferred.cipher[0], russh::cipher::AES_256_GCM);
+        let mut offered = cfg.preferred.cipher.to_vec();
+        let mut default = russh::Preferred::default().cipher.to_vec();
+        offered.sort_by_key(|c| c.as_ref().to_string());
+        default.sort_by_key(|c| c.as_ref().to_string());
+        assert_eq!(offered, default);
         assert!(cfg.keepalive_interval.unwrap() < cfg.inactivity_timeout.unwrap());
     }
 }
