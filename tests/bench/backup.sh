@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark: throughput and peak RSS of `kubeforge backup create` (operator machine, through
-# an SSH tunnel to the member it picks; and with --direct, mTLS to the member's client port),
+# Benchmark: throughput and peak RSS of `kubeforge backup create` (operator machine; by default
+# `--via auto`, which goes direct over mTLS to the member's client port when it is reachable, as
+# on the lab; and with `--via tunnel` through an SSH tunnel to the member it picks),
 # of `kubeforge backup run` (direct mTLS to that same member, as the timer runs it) against
 # `etcdctl snapshot save` from the same machine to the same member, with an etcd database of
 # at least 256 MiB. Targets (issue 11): at least etcdctl's throughput, peak RSS under 64 MiB.
@@ -16,7 +17,7 @@
 # DB_MIB (default 300) sets the database size. KEEP_LAB=1 leaves the lab and its work dir (spec,
 # state, PKI) in place and prints the dir; REUSE=<that dir> measures again against that lab
 # without bringing up or filling anything (e.g. to compare two builds on the same data);
-# ONLY=create,direct,run,etcdctl picks some of the four measurements.
+# ONLY=create,tunnel,run,etcdctl picks some of the four measurements.
 set -euo pipefail
 BIN=${KUBEFORGE_BIN:-target/release/kubeforge}
 BIN=$(readlink -f "$BIN")
@@ -104,13 +105,13 @@ report() { # id, label
       l, w, d / w, r / 1024, c, NR, all }' "$f"
 }
 
-# ONLY=create,direct,run,etcdctl (default all) picks the measurements. The tools take turns,
+# ONLY=create,tunnel,run,etcdctl (default all) picks the measurements. The tools take turns,
 # round after round, so that a change in the machine's load hits them alike.
 want() { [[ -z ${ONLY:-} || ",$ONLY," == *",$1,"* ]]; }
 rm -f "$work"/*.runs
 for r in $(seq 1 "$RUNS"); do
   ! want create || run_once create "$BIN" backup create -f lab.yaml --to "$work/out"
-  ! want direct || run_once direct "$BIN" backup create -f lab.yaml --direct --to "$work/out"
+  ! want tunnel || run_once tunnel "$BIN" backup create -f lab.yaml --via tunnel --to "$work/out"
   ! want run || run_once run "$BIN" backup run --etcd-endpoints="$mep" \
     --etcd-cacert="$pki/etcd/ca.crt" --etcd-cert="$pki/nodes/cp1/etcd/healthcheck-client.crt" \
     --etcd-key="$pki/nodes/cp1/etcd/healthcheck-client.key" --destination="$work/out" --retention=1
@@ -118,7 +119,7 @@ for r in $(seq 1 "$RUNS"); do
     snapshot save "$work/out/snap.db"
 done
 echo "from $(hostname) to member $member ($mep), $RUNS rounds:"
-report create "kubeforge backup create (SSH tunnel, zstd)"
-report direct "kubeforge backup create --direct (mTLS, zstd)"
+report create "kubeforge backup create (default: direct mTLS, zstd)"
+report tunnel "kubeforge backup create --via tunnel (zstd)"
 report run "kubeforge backup run (direct mTLS, zstd)"
 report etcdctl "etcdctl snapshot save (direct mTLS, raw)"

@@ -70,9 +70,13 @@ fn create_verify_timer_run_failure_and_cronjob_argv() {
         }
     });
 
-    // backup create + verify from the operator machine.
+    // backup create + verify from the operator machine. The lab's members' client port is
+    // reachable from here, so the default (`--via auto`) goes direct.
     let out = lab.ok(&["-o", "json", "backup", "create", "-f", lab.spec_arg()]);
     let created: Value = serde_json::from_slice(&out.stdout).expect("create json");
+    assert_eq!(created["via"], "direct", "{created}");
+    let endpoint = created["backup"]["endpoint"].as_str().unwrap();
+    assert!(!endpoint.contains("127.0.0.1") && endpoint.ends_with(":2379"), "{created}");
     let file = created["backup"]["file"].as_str().unwrap().to_string();
     assert!(created["backup"]["keyCount"].as_u64().unwrap() >= 1000, "{created}");
     assert_ne!(created["backup"]["member"], "", "{created}");
@@ -204,8 +208,10 @@ fn external_etcd_34_create_verify_timer_runs_and_retention() {
     });
 
     // backup create through an SSH tunnel to an etcd host; verify with etcd 3.4's tools.
-    let out = lab.ok(&["-o", "json", "backup", "create", "-f", lab.spec_arg()]);
+    let out = lab.ok(&["-o", "json", "backup", "create", "-f", lab.spec_arg(), "--via", "tunnel"]);
     let created: Value = serde_json::from_slice(&out.stdout).expect("create json");
+    assert_eq!(created["via"], "tunnel", "{created}");
+    assert!(created["backup"]["endpoint"].as_str().unwrap().contains("127.0.0.1"), "{created}");
     let backup = &created["backup"];
     assert!(backup["etcdVersion"].as_str().unwrap().starts_with("3.4."), "{created}");
     assert!(backup["member"].as_str().unwrap().starts_with("etcd"), "{created}");
@@ -221,6 +227,7 @@ fn external_etcd_34_create_verify_timer_runs_and_retention() {
     let direct: Value = serde_json::from_slice(&out.stdout).expect("create json");
     let endpoint = direct["backup"]["endpoint"].as_str().unwrap();
     assert!(!endpoint.contains("127.0.0.1") && endpoint.ends_with(":2379"), "{direct}");
+    assert_eq!(direct["via"], "direct", "{direct}");
     assert!(direct["backup"]["keyCount"].as_u64().unwrap() >= 1000, "{direct}");
     assert_ne!(direct["backup"]["file"], backup["file"], "{direct}");
 

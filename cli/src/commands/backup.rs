@@ -49,11 +49,46 @@ pub struct CreateArgs {
     /// Directory for the backup [default: <state>/backups].
     #[arg(long = "to")]
     pub to: Option<PathBuf>,
-    /// Connect to the members' client port (2379 on each member's address) directly, over
-    /// mutual TLS, instead of through SSH tunnels. Needs that port reachable from this
-    /// machine; saves the SSH server's and client's work on every byte of the snapshot.
-    #[arg(long)]
+    /// How to reach the members' client port (2379): `direct` over mutual TLS to each
+    /// member's address (needs that port reachable from this machine; saves the SSH server's
+    /// and client's work on every byte), `tunnel` through SSH, or `auto`: direct when every
+    /// member's port accepts a connection within a second, otherwise tunnels.
+    #[arg(long, value_enum, default_value_t = Via::Auto)]
+    pub via: Via,
+    /// Shorthand for `--via direct`.
+    #[arg(long, conflicts_with = "via")]
     pub direct: bool,
+}
+
+/// How `backup create` reaches the members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    Auto,
+    Direct,
+    Tunnel,
+}
+
+/// How long `--via auto` waits for a member's client port to accept a connection.
+const DIRECT_PROBE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether every address accepts a TCP connection within `timeout` (tried at once). Only a
+/// reachability test: the snapshot itself is taken over mutual TLS, which authenticates the
+/// member whatever path the packets take.
+async fn all_accept(addrs: &[std::net::SocketAddr], timeout: std::time::Duration) -> bool {
+    let mut tries = tokio::task::JoinSet::new();
+    for addr in addrs.iter().copied() {
+        tries.spawn(async move {
+            matches!(
+                tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await,
+                Ok(Ok(_))
+            )
+        });
+    }
+    let mut all = true;
+    while let Some(accepted) = tries.join_next().await {
+        all &= matches!(accepted, Ok(true));
+    }
+    all
 }
 
 #[derive(Debug, Args)]
@@ -208,9 +243,18 @@ async fn create(global: &Global, args: CreateArgs) -> miette::Result<ExitCode> {
     let mut forwards: Vec<LocalForward> = Vec::new();
     let mut endpoints = Vec::new();
     let mut reasons = Vec::new();
-    if args.direct {
-        for host in spec.cluster.etcd_members() {
-            let addr = std::net::SocketAddr::new(host.address, CLIENT_PORT);
+    let member_addrs: Vec<std::net::SocketAddr> = spec
+        .cluster
+        .etcd_members()
+        .map(|h| std::net::SocketAddr::new(h.address, CLIENT_PORT))
+        .collect();
+    let direct = match (args.direct, args.via) {
+        (true, _) | (_, Via::Direct) => true,
+        (_, Via::Tunnel) => false,
+        (_, Via::Auto) => all_accept(&member_addrs, DIRECT_PROBE).await,
+    };
+    if direct {
+        for (host, addr) in spec.cluster.etcd_members().zip(&member_addrs) {
             endpoints.push(Endpoint::new(host.name.clone(), format!("https://{addr}")));
         }
     } else {
@@ -289,14 +333,16 @@ async fn create(global: &Global, args: CreateArgs) -> miette::Result<ExitCode> {
                 "sidecar": taken.sidecar_path,
                 "seconds": secs,
                 "mibPerSecond": taken.sidecar.db_size as f64 / 1048576.0 / secs,
+                "via": if direct { "direct" } else { "tunnel" },
                 "backup": taken.sidecar,
             });
             println!("{}", serde_json::to_string_pretty(&json).into_diagnostic()?);
         }
         OutputFormat::Human => {
             let role = if chosen.is_leader { "leader" } else { "follower" };
+            let path = if direct { "direct mutual TLS" } else { "SSH tunnel, mutual TLS" };
             println!(
-                "Backup of cluster {} from {member} ({role}, etcd {})",
+                "Backup of cluster {} from {member} ({role}, etcd {}, {path})",
                 spec.cluster.name, chosen.status.version
             );
             println!("  {summary}");
@@ -665,4 +711,24 @@ async fn run_once(args: &RunArgs) -> Result<(String, i64), String> {
         format!("{line}; retention {} deleted {}", args.retention, deleted.len()),
         taken.sidecar.revision,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn auto_goes_direct_only_when_every_member_port_accepts() {
+        let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open_addr = open.local_addr().unwrap();
+        // A port bound then released: nothing listens there, the connect is refused.
+        let closed_addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let t = std::time::Duration::from_secs(1);
+        assert!(all_accept(&[open_addr], t).await);
+        assert!(!all_accept(&[open_addr, closed_addr], t).await);
+        assert!(!all_accept(&[closed_addr], t).await);
+    }
 }
