@@ -172,8 +172,9 @@ pub(crate) fn deferred(input: PlanInput<'_>, ready: &BTreeMap<&str, &HostFacts>)
     None
 }
 
-/// Files a retiring member leaves on its control plane: etcd's own, the backup timer's, the
-/// restart records, and every file the last apply gave the host that the spec no longer does.
+/// Files a retiring member leaves on its control plane: etcd's own, the backup timer's and
+/// their restart records, and etcd's files the last apply gave the host that the spec no
+/// longer does (the etcd CA and the apiserver's etcd client certificate stay: in the tree).
 fn retired_files(input: PlanInput<'_>, host: &str) -> Vec<String> {
     let tree = input.tree.hosts.get(host);
     let in_tree = |p: &str| tree.is_some_and(|t| t.contains_key(p));
@@ -189,8 +190,16 @@ fn retired_files(input: PlanInput<'_>, host: &str) -> Vec<String> {
     .chain(PKI_FILES.iter().map(|p| p.to_string()))
     .chain([record_path(unit::ETCD), record_path(BACKUP_TIMER)])
     .collect();
+    // etcd's files the last apply gave the host beyond these (other components' files are
+    // left to their own phases).
     if let Some(applied) = input.applied.and_then(|a| a.hosts.get(host)) {
-        files.extend(applied.files.keys().cloned());
+        files.extend(
+            applied
+                .files
+                .keys()
+                .filter(|p| p.contains("etcd") || p.contains("kubeforge-backup"))
+                .cloned(),
+        );
     }
     files.retain(|p| !in_tree(p));
     files.sort();
