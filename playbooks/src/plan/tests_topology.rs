@@ -383,3 +383,43 @@ fn external_to_stacked_stays_refused() {
     assert!(err.contains("external → stacked"), "{err}");
     assert!(err.contains("no sequence back"), "{err}");
 }
+
+#[test]
+fn a_switch_interrupted_after_a_removal_is_finished_and_the_removed_member_cleaned() {
+    // cp1 was removed from etcd, but the run stopped before its etcd was stopped.
+    let (facts, applied) = switching(false);
+    let mut members = observed().etcd.unwrap().members;
+    members.retain(|m| m.name != "cp1");
+    members.extend((1..=3).map(|i| CurrentMember {
+        name: format!("etcd{i}"),
+        id: 0x200 + i,
+        peer_urls: vec![format!("https://10.88.0.3{i}:2380")],
+        is_learner: false,
+        healthy: true,
+    }));
+    let observed = Observed {
+        etcd: Some(EtcdObserved { answered_by: "cp2".into(), members, status: Default::default() }),
+        local_pki_dir: "/state/pki".into(),
+    };
+    let phases = [Phase::Pki, Phase::Etcd, Phase::LoadBalancer];
+    let plan = try_plan_switch(&facts, Some(&applied), &observed, &phases).unwrap();
+    let steps = in_order(&plan);
+    let labels: Vec<String> = steps.iter().map(|(h, s)| format!("{h}: {}", s.label())).collect();
+    assert!(
+        !steps.iter().any(|(_, s)| matches!(etcd_action(s), Some(EtcdAction::AddLearner { .. })))
+    );
+    let removed: Vec<&str> = steps
+        .iter()
+        .filter_map(|(_, s)| match etcd_action(s) {
+            Some(EtcdAction::Remove { name, .. }) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removed, ["cp2", "cp3"], "{labels:#?}");
+    for cp in ["cp1", "cp2", "cp3"] {
+        assert!(
+            labels.contains(&format!("{cp}: systemctl disable --now etcd.service")),
+            "{cp}: {labels:#?}"
+        );
+    }
+}

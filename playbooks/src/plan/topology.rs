@@ -17,8 +17,10 @@
 //! run does not cover the control-plane phase, or a control plane is not in the run. The next
 //! apply that covers it finishes the switch: a switch in progress is recognised from etcd's
 //! member list (a control plane that is not a member in the spec is listed), not from the
-//! record. External → stacked stays refused (no such sequence yet). Pure: decides from the
-//! facts, the observed member list and the applied record; does no I/O.
+//! record; a control plane etcd no longer lists that still runs etcd or holds its data (a run
+//! interrupted between a removal and the cleanup) is cleaned. External → stacked stays
+//! refused (no such sequence yet). Pure: decides from the facts, the observed member list and
+//! the applied record; does no I/O.
 
 use std::collections::BTreeMap;
 
@@ -223,7 +225,7 @@ pub(crate) fn retire(
     retiring: &[&Host],
 ) -> Result<Vec<SequencedStep>, PlanError> {
     let Some(observed) = &input.observed.etcd else { return Ok(Vec::new()) };
-    if retiring.is_empty() || deferred(input, ready).is_some() {
+    if input.cluster.etcd.topology != EtcdTopology::External || deferred(input, ready).is_some() {
         return Ok(Vec::new());
     }
     let staying: Vec<String> = input.cluster.etcd_members().map(|h| h.name.clone()).collect();
@@ -301,36 +303,56 @@ pub(crate) fn retire(
                 "the members that stay answer before the next change".into(),
             ),
         );
-        push(
-            &name,
-            run(&["systemctl", "disable", "--now", unit::ETCD], "no longer an etcd member"),
-        );
-        if let Some(facts) = ready.get(name.as_str()) {
-            let timer = facts.units.get(BACKUP_TIMER).is_some_and(|u| {
-                u.is_active() || matches!(u.enabled.as_str(), "enabled" | "enabled-runtime")
-            });
-            if timer {
-                push(
-                    &name,
-                    run(
-                        &["systemctl", "disable", "--now", BACKUP_TIMER],
-                        "the backups of the stacked member stop with it (the etcd hosts back up)",
-                    ),
-                );
-            }
+        for step in host_cleanup(input, ready.get(name.as_str()).copied(), &name) {
+            push(&name, step);
         }
-        push(&name, move_data_aside("the stacked member's data is kept aside, not deleted"));
-        let files = retired_files(input, &name);
-        if !files.is_empty() {
-            let mut argv = vec!["rm", "-f", "--"];
-            argv.extend(files.iter().map(String::as_str));
-            let why =
-                format!("etcd's {} file(s) on a control plane that no longer runs it", files.len());
-            push(&name, run(&argv, &why));
-            push(&name, run(&["systemctl", "daemon-reload"], "etcd's unit file was removed"));
+    }
+    // A control plane left running etcd (or holding its data) that etcd no longer lists: a
+    // switch interrupted between a removal and the cleanup. It is no member: only cleaned.
+    let leftovers = input.cluster.control_planes().filter(|h| {
+        may_hold_member(input.cluster, h)
+            && !input.cluster.etcd_members().any(|m| m.name == h.name)
+            && !observed.members.iter().any(|m| is(m, h))
+    });
+    for h in leftovers {
+        let Some(facts) = ready.get(h.name.as_str()) else { continue };
+        let runs = facts.units.get(unit::ETCD).is_some_and(|u| {
+            u.is_active() || matches!(u.enabled.as_str(), "enabled" | "enabled-runtime")
+        });
+        if runs || facts.paths_exist.get(etcd_unit::MEMBER_DIR) == Some(&true) {
+            for step in host_cleanup(input, Some(facts), &h.name) {
+                push(&h.name, step);
+            }
         }
     }
     Ok(out)
+}
+
+/// On a control plane whose stacked member is gone: etcd stopped and disabled (and its backup
+/// timer), the data dir moved aside, etcd's files removed.
+fn host_cleanup(input: PlanInput<'_>, facts: Option<&HostFacts>, name: &str) -> Vec<Step> {
+    let mut steps =
+        vec![run(&["systemctl", "disable", "--now", unit::ETCD], "no longer an etcd member")];
+    let timer = facts.and_then(|f| f.units.get(BACKUP_TIMER)).is_some_and(|u| {
+        u.is_active() || matches!(u.enabled.as_str(), "enabled" | "enabled-runtime")
+    });
+    if timer {
+        steps.push(run(
+            &["systemctl", "disable", "--now", BACKUP_TIMER],
+            "the backups of the stacked member stop with it (the etcd hosts back up)",
+        ));
+    }
+    steps.push(move_data_aside("the stacked member's data is kept aside, not deleted"));
+    let files = retired_files(input, name);
+    if !files.is_empty() {
+        let mut argv = vec!["rm", "-f", "--"];
+        argv.extend(files.iter().map(String::as_str));
+        let why =
+            format!("etcd's {} file(s) on a control plane that no longer runs it", files.len());
+        steps.push(run(&argv, &why));
+        steps.push(run(&["systemctl", "daemon-reload"], "etcd's unit file was removed"));
+    }
+    steps
 }
 
 /// Whether the listed member `m` is `h`'s (same peer URL).
