@@ -266,6 +266,12 @@ fn without_the_control_plane_phase_the_stacked_members_stay_while_kubernetes_run
         .count();
     assert_eq!(promoted, 3, "the new members still join");
     assert!(!steps.iter().any(|(_, s)| is_remove(s)), "removal deferred");
+    // The plan says what is left and why, and is not "No changes." while it is.
+    let (host, last) = steps.last().unwrap();
+    let Step::Etcd(gate) = last else { panic!("{last:?}") };
+    assert_eq!(host, "etcd1");
+    assert!(gate.why.contains("the members on cp1, cp2, cp3 stay"), "{}", gate.why);
+    assert!(gate.why.contains("does not cover the control-plane phase"), "{}", gate.why);
     assert!(
         !steps.iter().any(|(h, s)| h.starts_with("cp") && s.label().contains("disable --now")),
         "nothing stops on the control planes"

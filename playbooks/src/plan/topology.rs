@@ -14,7 +14,9 @@
 //!
 //! Step 3 is deferred (the old members stay, and etcd keeps them) while a control plane's
 //! kube-apiserver may still use them: when Kubernetes is installed on a control plane and the
-//! run does not cover the control-plane phase, or a control plane is not in the run. The next
+//! run does not cover the control-plane phase, or a control plane is not in the run; the run
+//! then ends with a health gate over every member whose reason says so (a plan with a switch
+//! unfinished is never "No changes."). The next
 //! apply that covers it finishes the switch: a switch in progress is recognised from etcd's
 //! member list (a control plane that is not a member in the spec is listed), not from the
 //! record; a control plane etcd no longer lists that still runs etcd or holds its data (a run
@@ -225,7 +227,7 @@ pub(crate) fn retire(
     retiring: &[&Host],
 ) -> Result<Vec<SequencedStep>, PlanError> {
     let Some(observed) = &input.observed.etcd else { return Ok(Vec::new()) };
-    if input.cluster.etcd.topology != EtcdTopology::External || deferred(input, ready).is_some() {
+    if input.cluster.etcd.topology != EtcdTopology::External {
         return Ok(Vec::new());
     }
     let staying: Vec<String> = input.cluster.etcd_members().map(|h| h.name.clone()).collect();
@@ -240,6 +242,22 @@ pub(crate) fn retire(
             why,
         })
     };
+    if let Some(why) = deferred(input, ready) {
+        // The plan says so (and is not "No changes." while the switch is unfinished): a gate
+        // over every member, old and new, that names what is left.
+        if retiring.is_empty() {
+            return Ok(Vec::new());
+        }
+        let old: Vec<String> = retiring.iter().map(|h| h.name.clone()).collect();
+        let members = staying.iter().chain(&old).cloned().collect();
+        let why = format!(
+            "the switch to external etcd is unfinished: the members on {} stay, since {why}; an \
+             apply that covers the control-plane phase on every control plane removes them",
+            old.join(", ")
+        );
+        let gate = op(EtcdAction::HealthGate { members, timeout_ms: GATE_TIMEOUT_MS }, why);
+        return Ok(vec![SequencedStep { host: via, step: gate }]);
+    }
     // The membership once the etcd phase has run: the listed members (the retiring ones with
     // their health) and every spec member a healthy voter (the phase gated each one).
     let mut sim: Vec<SimMember> = observed
