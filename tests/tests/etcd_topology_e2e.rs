@@ -76,8 +76,15 @@ fn stacked_etcd_moves_to_external_hosts_without_losing_a_write() {
     // etcd: exactly the three external members, healthy voters, holding every write.
     let tls = lab.etcd_tls("nodes/etcd1/etcd/healthcheck-client");
     rt.block_on(assert_etcd_members(&external, &ETCD_HOSTS, &tls));
-    for ep in etcd_endpoints(&external, &ETCD_HOSTS) {
-        rt.block_on(assert_all_written(&ep, &tls, acked));
+    let external_eps = etcd_endpoints(&external, &ETCD_HOSTS);
+    for ep in &external_eps {
+        rt.block_on(assert_all_written(ep, &tls, acked));
+    }
+    // Each kube-apiserver's etcd client certificate (signed by the same etcd CA) reads the
+    // keys from the external members.
+    for cp in CONTROL_PLANES {
+        let apiserver = lab.etcd_tls(&format!("nodes/{cp}/apiserver-etcd-client"));
+        rt.block_on(assert_all_written(&external_eps[0], &apiserver, acked.min(20)));
     }
     // The control planes: no etcd running or enabled, the data dir kept aside, etcd's files
     // gone (the etcd CA the apiserver needs stays).
