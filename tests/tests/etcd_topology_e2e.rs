@@ -58,6 +58,7 @@ fn stacked_etcd_moves_to_external_hosts_without_losing_a_write() {
     std::fs::write(&lab.spec, &external).expect("write the external spec");
     let plan = lab.ok(&["plan", "-f", &spec, "--until", UNTIL]);
     let shown = String::from_utf8_lossy(&plan.stdout).into_owned();
+    eprintln!("{}: the switch's plan:\n{shown}", lab.name);
     let promote = shown.rfind("member promote etcd3").unwrap_or_else(|| panic!("{shown}"));
     let remove = shown.find("member remove cp").unwrap_or_else(|| panic!("{shown}"));
     assert!(promote < remove, "the new members are voters before any old one goes: {shown}");
