@@ -337,7 +337,9 @@ pub(crate) fn retire(
         let runs = facts.units.get(unit::ETCD).is_some_and(|u| {
             u.is_active() || matches!(u.enabled.as_str(), "enabled" | "enabled-runtime")
         });
-        if runs || facts.paths_exist.get(etcd_unit::MEMBER_DIR) == Some(&true) {
+        // Data alone is not enough: with kubeforge's record of the etcd it ran there.
+        let ran_here = facts.files.get(&record_path(unit::ETCD)).and_then(|f| f.sha256()).is_some();
+        if runs || (ran_here && facts.paths_exist.get(etcd_unit::MEMBER_DIR) == Some(&true)) {
             for step in host_cleanup(input, Some(facts), &h.name) {
                 push(&h.name, step);
             }
