@@ -48,11 +48,17 @@ pub async fn observe(
     Ok(observed)
 }
 
+/// Hosts that may hold a member (the spec's members, and the control planes while a switch to
+/// external etcd retires their stacked members: `plan::may_hold_etcd_member`).
+fn member_hosts(cluster: &Cluster) -> impl Iterator<Item = &kubeforge_playbooks::model::Host> {
+    cluster.hosts.iter().filter(|h| kubeforge_playbooks::plan::may_hold_etcd_member(cluster, h))
+}
+
 /// Member hosts on which etcd exists: running first, then with data only.
 fn hosts_with_etcd(cluster: &Cluster, gathered: &Gathered) -> Vec<String> {
     let mut running = Vec::new();
     let mut with_data = Vec::new();
-    for host in cluster.etcd_members() {
+    for host in member_hosts(cluster) {
         let Some(Ok(facts)) = gathered.facts.get(&host.name) else { continue };
         if facts.units.get(kubeforge_playbooks::node::unit::ETCD).is_some_and(|u| u.is_active()) {
             running.push(host.name.clone());
@@ -122,7 +128,15 @@ async fn observe_etcd(
     if candidates.is_empty() {
         return Ok(None);
     }
-    let tls = load_tls(&EtcdClientFiles::for_member(local_pki_dir, &first_member.name))?;
+    // The client certificate of a host that runs etcd now (the spec's first member's may not
+    // be saved yet when that member is new, e.g. during a switch to external etcd).
+    let saved = candidates
+        .iter()
+        .find_map(|h| EtcdTls::from_files(&EtcdClientFiles::for_member(local_pki_dir, h)).ok());
+    let tls = match saved {
+        Some(tls) => tls,
+        None => load_tls(&EtcdClientFiles::for_member(local_pki_dir, &first_member.name))?,
+    };
     let mut errors = Vec::new();
     let mut found = None;
     for host in &candidates {
@@ -153,7 +167,7 @@ async fn observe_etcd(
     // Each member's health, in parallel, through the tunnel to its spec host.
     let mut probes = tokio::task::JoinSet::new();
     for (i, m) in list.iter().enumerate() {
-        let host = cluster.etcd_members().find(|h| {
+        let host = member_hosts(cluster).find(|h| {
             m.peer_urls.contains(&etcd_unit::peer_url(h.address))
                 || (!m.name.is_empty() && h.name == m.name)
         });

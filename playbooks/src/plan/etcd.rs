@@ -112,17 +112,25 @@ pub(crate) struct MemberHost<'a> {
     pub active: bool,
     /// The member-list entry with this host's peer URL.
     pub listed: Option<&'a etcd_membership::CurrentMember>,
+    /// A control plane's stacked member during a switch to external (`super::topology`): kept
+    /// while the new members join, neither installed nor restarted here, removed at the end.
+    pub retiring: bool,
 }
 
 pub(crate) fn plan_phase(
     input: PlanInput<'_>,
     ready: &BTreeMap<&str, &HostFacts>,
+    retiring: &[&Host],
 ) -> Result<EtcdPhase, EtcdPlanError> {
     let cluster = input.cluster;
-    let members: Vec<&Host> = cluster.etcd_members().collect();
+    let mut members: Vec<&Host> = cluster.etcd_members().collect();
     if members.is_empty() {
         return Ok(EtcdPhase::default());
     }
+    // A switch to external: the stacked members stay wanted (after the spec's, so the spec's
+    // first member's client certificate is used) until `super::topology::retire`.
+    members.extend(retiring.iter().copied());
+    let is_retiring = |h: &Host| retiring.iter().any(|r| r.name == h.name);
     let tls = EtcdClientFiles::for_member(&input.observed.local_pki_dir, &members[0].name);
     let current: &[etcd_membership::CurrentMember] =
         input.observed.etcd.as_ref().map(|o| o.members.as_slice()).unwrap_or_default();
@@ -137,13 +145,14 @@ pub(crate) fn plan_phase(
                 has_data: facts.paths_exist.get(unit::MEMBER_DIR) == Some(&true),
                 active: facts.units.get(host::UNIT).is_some_and(|u| u.is_active()),
                 listed: current.iter().find(|c| c.peer_urls.contains(&peer_url)),
+                retiring: is_retiring(h),
                 peer_url,
             })
         })
         .collect();
 
     if !input.selection.contains(Phase::Pki) {
-        for m in &member_hosts {
+        for m in member_hosts.iter().filter(|m| !m.retiring) {
             let missing: Vec<String> = PKI_FILES
                 .iter()
                 .filter(|p| m.facts.files.get(**p).and_then(|f| f.sha256()).is_none())
@@ -204,7 +213,7 @@ pub(crate) fn plan_phase(
 
     let mut phase = EtcdPhase::default();
     let mut installs = Vec::new();
-    for m in &member_hosts {
+    for m in member_hosts.iter().filter(|m| !m.retiring) {
         let install = host::install(input, m, &membership, current)?;
         if !install.steps.is_empty() {
             phase.hosts.insert(m.host.name.clone(), install.steps.clone());

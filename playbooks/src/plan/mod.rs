@@ -22,6 +22,7 @@ mod restart;
 mod restore;
 mod runtime;
 mod text;
+mod topology;
 mod types;
 pub mod upgrade;
 mod workers;
@@ -45,6 +46,7 @@ pub use restore::{
 };
 pub use runtime::ARTIFACT_BINARIES;
 pub use text::render_text;
+pub use topology::may_hold_member as may_hold_etcd_member;
 pub use types::{
     DiffText, EtcdAction, EtcdClientFiles, EtcdOp, EtcdTiming, FileReason, Gate, GateAcross,
     Guarded, PhasePlan, Plan, Problem, PushArtifact, PutFile, Run, SequencedStep, Step, UnitAction,
@@ -106,12 +108,10 @@ pub enum PlanError {
     )]
     VersionChange { changes: Vec<String> },
     #[error(
-        "etcd topology change refused ({from} → {to}: {evidence}): kubeforge has no safe sequence \
-         for moving etcd between the control planes and dedicated hosts, so nothing was planned. \
-         Set `spec.etcd.topology` back to `{from}`; to change it, take a snapshot (`kubeforge \
-         backup`), `kubeforge reset` the cluster, apply the new topology and restore the snapshot"
+        "etcd topology change refused ({from} → {to}: {evidence}): {reason}. Nothing was \
+         planned. Set `spec.etcd.topology` back to `{from}` to apply other changes meanwhile"
     )]
-    EtcdTopologyChange { from: String, to: String, evidence: String },
+    EtcdTopologyChange { from: String, to: String, evidence: String, reason: String },
 }
 
 /// Units kubeforge manages or whose state preflight judges.
@@ -138,6 +138,7 @@ pub fn probe_request(cluster: &Cluster, tree: &RenderTree, host: &str) -> ProbeR
     }
     os::extend_request(tree, host, &mut request);
     etcd::extend_request(cluster, host, &mut request);
+    topology::extend_request(cluster, host, &mut request);
     workers::extend_request(cluster, host, &mut request);
     loadbalancer::extend_request(&mut request);
     request.units.extend(PROBED_UNITS.iter().map(|u| u.to_string()));
@@ -204,16 +205,19 @@ fn plan_apply(input: PlanInput<'_>) -> Result<Plan, PlanError> {
                 .push(unreachable("no facts were gathered")),
         }
     }
-    if let Some((from, to, evidence)) = preflight::etcd_topology_change(input, &reachable) {
-        return Err(PlanError::EtcdTopologyChange { from, to, evidence });
-    }
     if input.selection.contains(Phase::Preflight) {
         for (host, problems) in preflight::check(input, &reachable) {
             blocked.entry(host).or_default().extend(problems);
         }
     }
-    let ready: BTreeMap<&str, &HostFacts> =
-        reachable.into_iter().filter(|(h, _)| !blocked.contains_key(*h)).collect();
+    let ready: BTreeMap<&str, &HostFacts> = reachable
+        .iter()
+        .filter(|(h, _)| !blocked.contains_key(**h))
+        .map(|(h, f)| (*h, *f))
+        .collect();
+    // A stacked → external switch under way: the control planes' members stay until the end
+    // of the run (`topology`).
+    let retiring = topology::retiring(input, &reachable, &ready)?;
 
     let mut phases = Vec::new();
     for &phase in input.selection.phases() {
@@ -235,7 +239,7 @@ fn plan_apply(input: PlanInput<'_>) -> Result<Plan, PlanError> {
             Phase::Runtime => per_host(runtime::plan_host),
             Phase::Pki => per_host(pki::plan_host),
             Phase::Etcd => {
-                let etcd = etcd::plan_phase(input, &ready)?;
+                let etcd = etcd::plan_phase(input, &ready, &retiring)?;
                 sequence = etcd.sequence;
                 etcd.hosts
             }
@@ -255,6 +259,11 @@ fn plan_apply(input: PlanInput<'_>) -> Result<Plan, PlanError> {
     // is gated from every host.
     if let Some(last) = phases.last_mut() {
         last.sequence.extend(loadbalancer::retire(input, &ready));
+    }
+    // The stacked members of a switch to external go last, once every kube-apiserver moved.
+    let retired = topology::retire(input, &ready, &retiring)?;
+    if let Some(last) = phases.last_mut() {
+        last.sequence.extend(retired);
     }
     // Hosts that left the spec: cleaned at the end of the run (`departed`).
     let departed = departed::plan(input, &ready, &mut phases);
@@ -301,3 +310,5 @@ mod tests_loadbalancer;
 mod tests_phases;
 #[cfg(test)]
 mod tests_pki;
+#[cfg(test)]
+mod tests_topology;
