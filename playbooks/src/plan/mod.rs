@@ -190,21 +190,13 @@ fn plan_apply(input: PlanInput<'_>) -> Result<Plan, PlanError> {
         return Err(PlanError::VersionChange { changes });
     }
     let mut blocked: BTreeMap<String, Vec<Problem>> = BTreeMap::new();
-    let mut reachable: BTreeMap<&str, &HostFacts> = BTreeMap::new();
-    for host in &cluster.hosts {
-        match input.facts.get(&host.name) {
-            Some(Ok(facts)) => {
-                reachable.insert(&host.name, facts);
-            }
-            Some(Err(reason)) => {
-                blocked.entry(host.name.clone()).or_default().push(unreachable(reason))
-            }
-            None => blocked
-                .entry(host.name.clone())
-                .or_default()
-                .push(unreachable("no facts were gathered")),
-        }
-    }
+    let reachable = reachable_or_blocked(
+        input,
+        &cluster.hosts,
+        "check that the machine is up and reachable over SSH with the spec's address, port, \
+         user and key, then plan again",
+        &mut blocked,
+    );
     if input.selection.contains(Phase::Preflight) {
         for (host, problems) in preflight::check(input, &reachable) {
             blocked.entry(host).or_default().extend(problems);
@@ -289,15 +281,33 @@ fn rolls_over_control_planes(cluster: &Cluster, phase: Phase) -> bool {
     }
 }
 
-fn unreachable(reason: &str) -> Problem {
-    Problem {
-        phase: Phase::Preflight,
-        check: "reachable".into(),
-        message: format!("no facts: {reason}"),
-        remedy: "check that the machine is up and reachable over SSH with the spec's address, \
-                 port, user and key, then plan again"
-            .into(),
+/// The facts of each of `hosts` that was probed; every other one is blocked with a `reachable`
+/// problem whose remedy is the operation's own (an apply can go on without a host, a restore
+/// or an upgrade cannot).
+pub(crate) fn reachable_or_blocked<'a>(
+    input: PlanInput<'a>,
+    hosts: impl IntoIterator<Item = &'a Host>,
+    remedy: &str,
+    blocked: &mut BTreeMap<String, Vec<Problem>>,
+) -> BTreeMap<&'a str, &'a HostFacts> {
+    let mut reachable = BTreeMap::new();
+    for host in hosts {
+        let reason = match input.facts.get(&host.name) {
+            Some(Ok(facts)) => {
+                reachable.insert(host.name.as_str(), facts);
+                continue;
+            }
+            Some(Err(reason)) => reason.as_str(),
+            None => "no facts were gathered",
+        };
+        blocked.entry(host.name.clone()).or_default().push(Problem {
+            phase: Phase::Preflight,
+            check: "reachable".into(),
+            message: format!("no facts: {reason}"),
+            remedy: remedy.into(),
+        });
     }
+    reachable
 }
 
 #[cfg(test)]

@@ -184,28 +184,14 @@ pub(crate) fn plan(input: PlanInput<'_>, snapshot: &RestoreSnapshot) -> Plan {
     let tool = restore_tool(&cluster.etcd.version);
 
     let mut blocked: BTreeMap<String, Vec<Problem>> = BTreeMap::new();
-    let mut facts_of: BTreeMap<&str, &HostFacts> = BTreeMap::new();
     let needed = members.iter().chain(control_planes.iter().filter(|c| !members.contains(c)));
-    for host in needed {
-        match input.facts.get(&host.name) {
-            Some(Ok(facts)) => {
-                facts_of.insert(&host.name, facts);
-            }
-            other => {
-                let reason = match other {
-                    Some(Err(e)) => e.clone(),
-                    _ => "no facts were gathered".into(),
-                };
-                blocked.entry(host.name.clone()).or_default().push(problem(
-                    "reachable",
-                    format!("no facts: {reason}"),
-                    "a restore changes every etcd member and control plane together: bring \
-                     this machine back (or take it out of the spec), then restore again"
-                        .into(),
-                ));
-            }
-        }
-    }
+    let facts_of = super::reachable_or_blocked(
+        input,
+        needed.copied(),
+        "a restore changes every etcd member and control plane together: bring this machine \
+         back (or take it out of the spec), then restore again",
+        &mut blocked,
+    );
     for host in &members {
         if let Some(facts) = facts_of.get(host.name.as_str()) {
             let problems = member_problems(input, host, facts, tool);

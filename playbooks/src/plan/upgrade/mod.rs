@@ -314,26 +314,13 @@ pub(crate) fn plan(input: PlanInput<'_>, operation: Operation, max_unavailable: 
         blocked: BTreeMap::new(),
         departed: Vec::new(),
     };
-    let mut facts_of: BTreeMap<&str, &HostFacts> = BTreeMap::new();
-    for host in &cluster.hosts {
-        match input.facts.get(&host.name) {
-            Some(Ok(f)) => {
-                facts_of.insert(&host.name, f);
-            }
-            other => {
-                let reason = match other {
-                    Some(Err(e)) => e.clone(),
-                    _ => "no facts were gathered".into(),
-                };
-                plan.blocked.entry(host.name.clone()).or_default().push(problem(
-                    "reachable",
-                    format!("no facts: {reason}"),
-                    "an upgrade reads every host's versions first: bring the machine back (or \
-                     take it out of the spec), then plan the upgrade again",
-                ));
-            }
-        }
-    }
+    let facts_of = super::reachable_or_blocked(
+        input,
+        &cluster.hosts,
+        "an upgrade reads every host's versions first: bring the machine back (or take it out \
+         of the spec), then plan the upgrade again",
+        &mut plan.blocked,
+    );
     let Some(report) = report(input) else {
         plan.blocked.entry("*".into()).or_default().push(problem(
             "etcd-version",
