@@ -25,8 +25,6 @@ use crate::facts::{HostFacts, ProbeRequest};
 use crate::model::{Cluster, Host};
 use crate::render::configs::etcd as unit;
 
-/// The client port tunneled to on a member's loopback.
-pub(crate) const CLIENT_PORT: u16 = crate::node::ETCD_CLIENT_PORT;
 /// How long a health gate waits for every member.
 pub(crate) const GATE_TIMEOUT_MS: u64 = 120_000;
 /// Where etcd's binaries are installed.

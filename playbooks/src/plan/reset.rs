@@ -29,11 +29,11 @@
 
 use std::collections::BTreeMap;
 
-use super::etcd::{CLIENT_PORT, GATE_TIMEOUT_MS};
+use super::etcd::GATE_TIMEOUT_MS;
 use super::files::sha256_hex;
 use super::types::{
-    EtcdAction, EtcdClientFiles, EtcdOp, EtcdTiming, PhasePlan, Plan, Problem, Run, SequencedStep,
-    Step, UnitAction, UnitStep,
+    EtcdAction, EtcdClientFiles, PhasePlan, Plan, Problem, Run, SequencedStep, Step, UnitAction,
+    UnitStep,
 };
 use super::{EtcdPlanError, Operation, Phase, PlanError, PlanInput};
 use crate::etcd_membership::{DesiredMember, Step as Membership, plan_membership};
@@ -247,15 +247,7 @@ fn removals(
             members: current.iter().map(|m| m.name.clone()).collect(),
         })?;
     let tls = EtcdClientFiles::for_member(&input.observed.local_pki_dir, &via);
-    let op = |action: EtcdAction, why: String| {
-        Step::Etcd(EtcdOp {
-            action,
-            client_port: CLIENT_PORT,
-            tls: tls.clone(),
-            timing: EtcdTiming::default(),
-            why,
-        })
-    };
+    let op = |action: EtcdAction, why: String| Step::etcd(action, &tls, why);
     let mut out = Vec::new();
     for step in steps {
         match step {

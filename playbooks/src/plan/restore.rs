@@ -22,12 +22,12 @@
 
 use std::collections::BTreeMap;
 
-use super::etcd::{BIN_DIR, CLIENT_PORT, GATE_TIMEOUT_MS, PKI_FILES};
+use super::etcd::{BIN_DIR, GATE_TIMEOUT_MS, PKI_FILES};
 use super::files::{Wanted, put_file, sha256_hex};
 use super::operation::RestoreSnapshot;
 use super::types::{
-    EtcdAction, EtcdClientFiles, EtcdOp, EtcdTiming, Gate, PhasePlan, Plan, Problem, PushArtifact,
-    Run, SequencedStep, Step, UnitAction, UnitStep,
+    EtcdAction, EtcdClientFiles, Gate, PhasePlan, Plan, Problem, PushArtifact, Run, SequencedStep,
+    Step, UnitAction, UnitStep,
 };
 use super::{Operation, Phase, PlanInput};
 use crate::facts::{HostFacts, ProbeRequest};
@@ -377,15 +377,7 @@ pub(crate) fn plan(input: PlanInput<'_>, snapshot: &RestoreSnapshot) -> Plan {
     }
     let names: Vec<String> = members.iter().map(|h| h.name.clone()).collect();
     let tls = EtcdClientFiles::for_member(&input.observed.local_pki_dir, &members[0].name);
-    let op = |action: EtcdAction, why: &str| {
-        Step::Etcd(EtcdOp {
-            action,
-            client_port: CLIENT_PORT,
-            tls: tls.clone(),
-            timing: EtcdTiming::default(),
-            why: why.into(),
-        })
-    };
+    let op = |action: EtcdAction, why: &str| Step::etcd(action, &tls, why);
     push(
         &members[0].name,
         op(

@@ -26,9 +26,9 @@
 
 use std::collections::BTreeMap;
 
-use super::etcd::{CLIENT_PORT, GATE_TIMEOUT_MS, PKI_FILES, move_data_aside};
+use super::etcd::{GATE_TIMEOUT_MS, PKI_FILES, move_data_aside};
 use super::restart::record_path;
-use super::types::{EtcdAction, EtcdClientFiles, EtcdOp, EtcdTiming, Run, SequencedStep, Step};
+use super::types::{EtcdAction, EtcdClientFiles, Run, SequencedStep, Step};
 use super::{Phase, PlanError, PlanInput, preflight};
 use crate::etcd_membership::{MembershipError, SimMember, vote_counts};
 use crate::facts::{HostFacts, ProbeRequest};
@@ -233,15 +233,7 @@ pub(crate) fn retire(
     let staying: Vec<String> = input.cluster.etcd_members().map(|h| h.name.clone()).collect();
     let Some(via) = staying.first().cloned() else { return Ok(Vec::new()) };
     let tls = EtcdClientFiles::for_member(&input.observed.local_pki_dir, &via);
-    let op = |action: EtcdAction, why: String| {
-        Step::Etcd(EtcdOp {
-            action,
-            client_port: CLIENT_PORT,
-            tls: tls.clone(),
-            timing: EtcdTiming::default(),
-            why,
-        })
-    };
+    let op = |action: EtcdAction, why: String| Step::etcd(action, &tls, why);
     if let Some(why) = deferred(input, ready) {
         // The plan says so (and is not "No changes." while the switch is unfinished): a gate
         // over every member, old and new, that names what is left.

@@ -110,6 +110,17 @@ pub enum Step {
 }
 
 impl Step {
+    /// An etcd operation through the member's client port with the default timing.
+    pub fn etcd(action: EtcdAction, tls: &EtcdClientFiles, why: impl Into<String>) -> Step {
+        Step::Etcd(EtcdOp {
+            action,
+            client_port: crate::node::ETCD_CLIENT_PORT,
+            tls: tls.clone(),
+            timing: EtcdTiming::default(),
+            why: why.into(),
+        })
+    }
+
     /// A one-line label for progress bars, events and error reports.
     pub fn label(&self) -> String {
         match self {

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 use super::super::PlanInput;
 use super::super::types::{
-    EtcdAction, EtcdClientFiles, EtcdOp, EtcdTiming, Run, SequencedStep, Step, UnitAction, UnitStep,
+    EtcdAction, EtcdClientFiles, Run, SequencedStep, Step, UnitAction, UnitStep,
 };
 use super::host::{Install, UNIT, bootstrap_file, start_no_block};
-use super::{CLIENT_PORT, EtcdPlanError, GATE_TIMEOUT_MS, MemberHost};
+use super::{EtcdPlanError, GATE_TIMEOUT_MS, MemberHost};
 use crate::etcd_membership::{CurrentMember, Step as Membership};
 use crate::facts::HostFacts;
 use crate::render::configs::etcd::{self as unit, InitialState};
@@ -61,13 +61,7 @@ impl Builder<'_, '_> {
     }
 
     fn op(&self, action: EtcdAction, why: String) -> Step {
-        Step::Etcd(EtcdOp {
-            action,
-            client_port: CLIENT_PORT,
-            tls: self.tls.clone(),
-            timing: EtcdTiming::default(),
-            why,
-        })
+        Step::etcd(action, self.tls, why)
     }
 
     /// A health gate over the listed members that kubeforge can reach.

@@ -46,13 +46,13 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use self::skew::{Change, Component, HostVersions, Semver, SkewReport, Targets};
-use super::etcd::{BIN_DIR, BINARIES, CLIENT_PORT, GATE_TIMEOUT_MS, PKI_FILES};
+use super::etcd::{BIN_DIR, BINARIES, GATE_TIMEOUT_MS, PKI_FILES};
 use super::files::{Wanted, put_file};
 use super::loadbalancer::scratch_file;
 use super::restart::Loads;
 use super::types::{
-    EtcdAction, EtcdClientFiles, EtcdOp, EtcdTiming, FileReason, Gate, Guarded, PhasePlan, Plan,
-    Problem, PushArtifact, Run, SequencedStep, Step, UnitAction, UnitStep,
+    EtcdAction, EtcdClientFiles, FileReason, Gate, Guarded, PhasePlan, Plan, Problem, PushArtifact,
+    Run, SequencedStep, Step, UnitAction, UnitStep,
 };
 use super::{Operation, Phase, PlanInput, addons, control_plane, workers};
 use crate::facts::{HostFacts, ProbeRequest};
@@ -464,15 +464,7 @@ pub(crate) fn plan(input: PlanInput<'_>, operation: Operation, max_unavailable: 
                     }
                 ),
             }));
-            let op = |action: EtcdAction, why: &str| {
-                Step::Etcd(EtcdOp {
-                    action,
-                    client_port: CLIENT_PORT,
-                    tls: tls.clone(),
-                    timing: EtcdTiming::default(),
-                    why: why.into(),
-                })
-            };
+            let op = |action: EtcdAction, why: &str| Step::etcd(action, &tls, why);
             push(op(
                 EtcdAction::HealthGate { members: names.clone(), timeout_ms: GATE_TIMEOUT_MS },
                 "every member answers with a quorum before the next one restarts",
