@@ -338,16 +338,28 @@ pub fn rotation_stage(
             out.remove(&prev_key);
         }
     }
-    // Whatever else the stage changes for the spec (a kubeconfig's CA data follows the bundle):
-    // the result is what `generate` keeps as it is.
-    let settled = generate::generate(req, &out, now, serials)?;
+    settle(req, store, &out, report, now, serials)
+}
+
+/// The end of a stage: whatever else it changes for the spec (a kubeconfig's CA data follows
+/// the bundle) is what `generate` makes of `out`, so every stage's store is a fixed point of
+/// `generate`; the files of `before` that are gone are `retired`.
+pub(crate) fn settle(
+    req: &PkiRequest,
+    before: &Store,
+    out: &Store,
+    mut report: Report,
+    now: OffsetDateTime,
+    serials: &mut dyn SerialSource,
+) -> Result<StageOutcome, PkiError> {
+    let settled = generate::generate(req, out, now, serials)?;
     for e in settled.report.entries {
         if e.action != Action::Reused && !report.entries.iter().any(|r| r.path == e.path) {
             report.entries.push(e);
         }
     }
     report.notes.extend(settled.report.notes);
-    let retired = store.keys().filter(|p| !settled.store.contains_key(*p)).cloned().collect();
+    let retired = before.keys().filter(|p| !settled.store.contains_key(*p)).cloned().collect();
     Ok(StageOutcome { store: settled.store, report, retired })
 }
 

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use crate::Store;
 use crate::der::{pem_blocks, pem_encode};
 use crate::error::PkiError;
-use crate::generate::{self, truncate};
+use crate::generate::truncate;
 use crate::keys;
 use crate::paths::{SA_KEY, SA_PUB};
 use crate::profile::CaId;
@@ -261,13 +261,5 @@ fn sa_stage(
             out.remove(SA_PREV_KEY);
         }
     }
-    let settled = generate::generate(req, &out, now, serials)?;
-    for e in settled.report.entries {
-        if e.action != Action::Reused && !report.entries.iter().any(|r| r.path == e.path) {
-            report.entries.push(e);
-        }
-    }
-    report.notes.extend(settled.report.notes);
-    let retired = store.keys().filter(|p| !settled.store.contains_key(*p)).cloned().collect();
-    Ok(StageOutcome { store: settled.store, report, retired })
+    crate::stages::settle(req, store, &out, report, now, serials)
 }
