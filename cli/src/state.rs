@@ -172,17 +172,7 @@ impl StateDir {
         }
         let pki = self.pki_dir();
         private_dir(&pki)?;
-        let now = time::OffsetDateTime::now_utc();
-        let stamp = format!(
-            "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second(),
-            std::process::id()
-        );
+        let stamp = crate::state::run_stamp();
         let backup_root = self.root.join(REPLACED_DIR).join(stamp);
         for (rel, bytes) in new {
             let target = pki.join(checked_rel(rel)?);
@@ -225,17 +215,7 @@ impl StateDir {
         if paths.is_empty() {
             return Ok(None);
         }
-        let now = time::OffsetDateTime::now_utc();
-        let stamp = format!(
-            "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}-retired",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second(),
-            std::process::id()
-        );
+        let stamp = format!("{}-retired", crate::state::run_stamp());
         let backup_root = self.root.join(REPLACED_DIR).join(stamp);
         for rel in paths {
             let target = self.pki_dir().join(checked_rel(rel)?);
@@ -348,6 +328,13 @@ pub fn replace(target: &Path, bytes: &[u8], mode: u32) -> miette::Result<()> {
         .wrap_err_with(|| format!("cannot replace {}", target.display()))?;
     sync_parent(target);
     Ok(())
+}
+
+/// `YYYYMMDDTHHMMSSZ-<pid>` (UTC): names one run's audit log and the replaced files it kept,
+/// unique per process even within a second.
+pub fn run_stamp() -> String {
+    let (compact, _) = crate::backup::stamps(time::OffsetDateTime::now_utc());
+    format!("{compact}-{}", std::process::id())
 }
 
 #[cfg(test)]

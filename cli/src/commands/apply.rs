@@ -67,17 +67,7 @@ async fn apply(global: &Global, args: Args) -> miette::Result<ExitCode> {
     // before any host changes, so the state dir always holds what the hosts may have.
     prepared.pending.save(&prepared.state)?;
 
-    let stamp = time::OffsetDateTime::now_utc();
-    let name = format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}",
-        stamp.year(),
-        u8::from(stamp.month()),
-        stamp.day(),
-        stamp.hour(),
-        stamp.minute(),
-        stamp.second(),
-        std::process::id()
-    );
+    let name = crate::state::run_stamp();
     let audit = AuditLog::create(prepared.state.root(), &name).into_diagnostic()?;
     let options = ExecOptions { concurrency: args.concurrency, ..ExecOptions::default() };
     let cancel = options.cancel.clone();

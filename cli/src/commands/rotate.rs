@@ -223,17 +223,7 @@ async fn installed(prepared: &Prepared) -> miette::Result<Installed> {
 }
 
 fn audit_name(stage: RotationStage) -> String {
-    let t = OffsetDateTime::now_utc();
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}-rotate-{stage}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        std::process::id()
-    )
+    format!("{}-rotate-{stage}", crate::state::run_stamp())
 }
 
 /// Writes `stage`'s PKI to the state dir (idempotent: a stage already written is finished, not
