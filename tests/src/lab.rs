@@ -159,6 +159,26 @@ impl Lab {
         serde_json::from_slice(&bytes).expect("applied.json is JSON")
     }
 
+    /// `certs check-expiration --remote -o json` (exit 0): (host, file or endpoint) → onHost.
+    pub fn remote_certs(&self) -> std::collections::BTreeMap<(String, String), Value> {
+        let out = self.ok(&[
+            "-o",
+            "json",
+            "certs",
+            "check-expiration",
+            "-f",
+            self.spec_arg(),
+            "--remote",
+        ]);
+        let all: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+        all.into_iter()
+            .map(|c| {
+                let host = c["host"].as_str().unwrap().to_string();
+                ((host, c["path"].as_str().unwrap().into()), c["onHost"].clone())
+            })
+            .collect()
+    }
+
     /// A file of the state dir's PKI (`etcd/ca.crt`, `nodes/cp1/etcd/healthcheck-client.key`).
     pub fn pki(&self, rel: &str) -> Vec<u8> {
         let path = self.dir.path().join(".kubeforge").join(&self.name).join("pki").join(rel);

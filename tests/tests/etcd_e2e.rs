@@ -104,7 +104,7 @@ fn an_interrupted_renewal_is_completed_by_the_next_apply(lab: &Lab) {
             }
         }
     };
-    let after_pki = remote_certs(lab);
+    let after_pki = lab.remote_certs();
     served(&after_pki, "differs");
     assert_eq!(
         after_pki[&("cp2".to_string(), "/etc/kubernetes/pki/etcd/server.crt".to_string())],
@@ -112,21 +112,8 @@ fn an_interrupted_renewal_is_completed_by_the_next_apply(lab: &Lab) {
         "the files were put"
     );
     apply(lab);
-    served(&remote_certs(lab), "matches");
+    served(&lab.remote_certs(), "matches");
     lab.assert_converged(UNTIL);
-}
-
-/// `certs check-expiration --remote -o json` (exit 0): (host, file or endpoint) → onHost.
-fn remote_certs(lab: &Lab) -> BTreeMap<(String, String), Value> {
-    let out =
-        lab.ok(&["-o", "json", "certs", "check-expiration", "-f", lab.spec_arg(), "--remote"]);
-    let all: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
-    all.into_iter()
-        .map(|c| {
-            let key = (c["host"].as_str().unwrap().to_string(), c["path"].as_str().unwrap().into());
-            (key, c["onHost"].clone())
-        })
-        .collect()
 }
 
 /// A renewed etcd server certificate shows as `differs` on cp1's file and on what its etcd
@@ -134,7 +121,7 @@ fn remote_certs(lab: &Lab) -> BTreeMap<(String, String), Value> {
 /// certificates matched throughout. The kube-apiserver is not running (`--until loadbalancer`).
 fn served_certificates_follow_a_renewal(lab: &Lab) {
     let key = |host: &str, path: &str| (host.to_string(), path.to_string());
-    let certs = remote_certs(lab);
+    let certs = lab.remote_certs();
     // The endpoint `https://<host address>:<port>` that `host` serves.
     let endpoint = |host: &str, port: u16| {
         let suffix = format!(":{port}");
@@ -153,13 +140,13 @@ fn served_certificates_follow_a_renewal(lab: &Lab) {
     let file = "/etc/kubernetes/pki/etcd/server.crt";
 
     lab.ok(&["certs", "renew", "cp1/etcd-server", "-f", lab.spec_arg()]);
-    let renewed = remote_certs(lab);
+    let renewed = lab.remote_certs();
     assert_eq!(renewed[&key("cp1", file)], "differs", "renewed, not applied");
     assert_eq!(renewed[&key("cp1", &cp1_client)], "differs", "still serving the old one");
     assert_eq!(renewed[&key("cp2", file)], "matches", "only cp1's was renewed");
 
     apply(lab);
-    let applied = remote_certs(lab);
+    let applied = lab.remote_certs();
     assert_eq!(applied[&key("cp1", file)], "matches");
     assert_eq!(applied[&key("cp1", &cp1_client)], "matches", "the restarted member serves it");
     lab.assert_converged(UNTIL);

@@ -9,7 +9,6 @@
 //! lab's tools; runs only with KUBEFORGE_E2E=1. The lab's name is unique (pid) and the lab is
 //! always brought down.
 
-use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,18 +71,6 @@ fn writer(cp1: Machine, endpoints: String, stop: Arc<AtomicBool>) -> Writes {
     w
 }
 
-fn remote_certs(lab: &Lab) -> BTreeMap<(String, String), Value> {
-    let out =
-        lab.ok(&["-o", "json", "certs", "check-expiration", "-f", lab.spec_arg(), "--remote"]);
-    let all: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
-    all.into_iter()
-        .map(|c| {
-            let key = (c["host"].as_str().unwrap().to_string(), c["path"].as_str().unwrap().into());
-            (key, c["onHost"].clone())
-        })
-        .collect()
-}
-
 #[test]
 fn etcd_ca_rotates_under_a_writer_without_failed_or_lost_writes() {
     if !enabled() {
@@ -128,7 +115,7 @@ fn the_other_targets_execute_through_the_same_stages(lab: &Lab) {
     assert_ne!(new_sa, old_sa);
     assert_eq!(String::from_utf8_lossy(&new_sa).matches("BEGIN PUBLIC KEY").count(), 1);
     let mut files = 0;
-    for ((host, what), on_host) in remote_certs(lab) {
+    for ((host, what), on_host) in lab.remote_certs() {
         // Served certificates: etcd's (nothing else runs in the lab).
         let etcd_port = what.ends_with(":2379") || what.ends_with(":2380");
         if what.starts_with("https://") && !etcd_port {
@@ -268,7 +255,7 @@ fn rotate_under_a_writer(lab: &Lab, members: &[&str], client: &str) -> f64 {
     assert_eq!(status["rotation"]["completed"].as_array().map(Vec::len), Some(3));
 
     // Every member serves what the state dir holds (the new CA's leaves), on both ports.
-    let certs = remote_certs(lab);
+    let certs = lab.remote_certs();
     let mut served = 0;
     for ((host, what), on_host) in &certs {
         if what.starts_with("https://") && (what.ends_with(":2379") || what.ends_with(":2380")) {
@@ -368,7 +355,7 @@ fn an_interrupted_rotation_completes_when_run_again(lab: &Lab) {
     let ca_after = lab.pki("etcd/ca.crt");
     assert_ne!(ca_after, ca_before);
     assert_eq!(String::from_utf8_lossy(&ca_after).matches("BEGIN CERTIFICATE").count(), 1);
-    for ((host, what), on_host) in remote_certs(lab) {
+    for ((host, what), on_host) in lab.remote_certs() {
         if what.starts_with("https://") && (what.ends_with(":2379") || what.ends_with(":2380")) {
             assert_eq!(on_host, "matches", "{host} {what}");
         }
