@@ -103,6 +103,27 @@ pub fn text(out: &Output) -> String {
     )
 }
 
+/// Like [`text`] with only the last lines of each stream, for a run that failed: its report and
+/// error are at the end, and CI keeps only part of a long failure message, which a full plan
+/// would fill.
+pub fn failure_text(out: &Output) -> String {
+    format!(
+        "status {}\nstderr:\n{}\nstdout:\n{}",
+        out.status,
+        tail(&String::from_utf8_lossy(&out.stderr), 40),
+        tail(&String::from_utf8_lossy(&out.stdout), 80)
+    )
+}
+
+/// The last `lines` lines of `text`, after a line that says how many were left out.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    if all.len() <= lines {
+        return text.to_string();
+    }
+    format!("[… {} lines left out …]\n{}\n", all.len() - lines, all[all.len() - lines..].join("\n"))
+}
+
 static ONE_LAB: Mutex<()> = Mutex::new(());
 
 /// A lab with its spec (`lab.cluster.yaml`) and state dir in a temp dir.
@@ -134,7 +155,7 @@ impl Lab {
     /// Runs kubeforge and asserts success.
     pub fn ok(&self, args: &[&str]) -> Output {
         let out = self.run(args);
-        assert!(out.status.success(), "kubeforge {}: {}", args.join(" "), text(&out));
+        assert!(out.status.success(), "kubeforge {}: {}", args.join(" "), failure_text(&out));
         out
     }
 
