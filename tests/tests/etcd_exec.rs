@@ -56,6 +56,7 @@ fn plan(hosts: BTreeMap<String, Vec<Step>>, sequence: Vec<SequencedStep>) -> Pla
         phases: vec![PhasePlan { phase: Phase::Etcd, hosts, sequence, batch: None }],
         blocked: BTreeMap::new(),
         departed: Vec::new(),
+        deferred: Vec::new(),
     }
 }
 

@@ -49,6 +49,7 @@ fn plan(sequence: Vec<SequencedStep>) -> Plan {
         }],
         blocked: BTreeMap::new(),
         departed: Vec::new(),
+        deferred: Vec::new(),
     }
 }
 

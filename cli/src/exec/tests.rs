@@ -511,6 +511,7 @@ fn restart_plan(rolling: bool) -> Plan {
         ],
         blocked: BTreeMap::new(),
         departed: Vec::new(),
+        deferred: Vec::new(),
     }
 }
 

@@ -121,6 +121,7 @@ fn upgrade_plan(new_image: &str, undo_from: &str) -> Plan {
         ],
         blocked: BTreeMap::new(),
         departed: Vec::new(),
+        deferred: Vec::new(),
     }
 }
 

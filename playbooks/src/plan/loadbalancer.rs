@@ -562,22 +562,49 @@ fn new_path_gate(input: PlanInput<'_>, host: &Host) -> Gate {
     Gate { what, argv, across: None, attempts: 30, interval_ms: 1000 }
 }
 
+/// What the end of the run does about an old load-balancer mode.
+#[derive(Debug, Default)]
+pub(crate) struct Retirement {
+    /// The new path gated from every host, then each host's leftovers retired.
+    pub steps: Vec<SequencedStep>,
+    /// Why leftovers stay for a later run, naming them; `None` when nothing is left over or
+    /// they go in this run.
+    pub deferred: Option<String>,
+}
+
 /// The end of the run when the load-balancer mode changed: the new path gated from every host,
-/// then each host's leftovers of the old mode retired (see above). Empty when nothing is left
-/// over, or when the old path is still in use.
-pub(crate) fn retire(
-    input: PlanInput<'_>,
-    ready: &BTreeMap<&str, &HostFacts>,
-) -> Vec<SequencedStep> {
+/// then each host's leftovers of the old mode retired (see above). Nothing when nothing is left
+/// over; a deferral naming the leftovers when the old path is still in use, so the plan says so
+/// and is not "No changes." while the old mode runs.
+pub(crate) fn retire(input: PlanInput<'_>, ready: &BTreeMap<&str, &HostFacts>) -> Retirement {
     let mut teardown = Vec::new();
+    // Hosts by what the old mode left on them ("keepalived and haproxy" → cp1, cp2).
+    let mut left_over: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for (&name, &facts) in ready {
         let left = leftovers(input, name, facts);
+        if !left.is_empty() {
+            let units: Vec<&str> =
+                left.iter().map(|l| l.unit.trim_end_matches(".service")).collect();
+            left_over.entry(units.join(" and ")).or_default().push(name);
+        }
         let steps = retire_host(facts, &left);
         teardown
             .extend(steps.into_iter().map(|step| SequencedStep { host: name.to_string(), step }));
     }
-    if teardown.is_empty() || still_in_use(input, ready).is_some() {
-        return Vec::new();
+    if teardown.is_empty() {
+        return Retirement::default();
+    }
+    if let Some(why) = still_in_use(input, ready) {
+        let deferred = format!(
+            "the old load-balancer mode stays ({}): {why}. An apply of every phase that reaches \
+             every host retires it",
+            left_over
+                .iter()
+                .map(|(units, hosts)| format!("{units} on {}", hosts.join(", ")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        return Retirement { steps: Vec::new(), deferred: Some(deferred) };
     }
     let mut out: Vec<SequencedStep> = input
         .cluster
@@ -589,5 +616,5 @@ pub(crate) fn retire(
         out.extend(restart_kube_proxy(input));
     }
     out.extend(teardown);
-    out
+    Retirement { steps: out, deferred: None }
 }

@@ -249,9 +249,11 @@ fn plan_apply(input: PlanInput<'_>) -> Result<Plan, PlanError> {
     }
     // A changed load-balancer mode: the old one goes at the end of the run, once the new path
     // is gated from every host.
+    let retirement = loadbalancer::retire(input, &ready);
     if let Some(last) = phases.last_mut() {
-        last.sequence.extend(loadbalancer::retire(input, &ready));
+        last.sequence.extend(retirement.steps);
     }
+    let deferred: Vec<String> = retirement.deferred.into_iter().collect();
     // The stacked members of a switch to external go last, once every kube-apiserver moved.
     let retired = topology::retire(input, &ready, &retiring)?;
     if let Some(last) = phases.last_mut() {
@@ -265,6 +267,7 @@ fn plan_apply(input: PlanInput<'_>) -> Result<Plan, PlanError> {
         phases,
         blocked,
         departed,
+        deferred,
     })
 }
 

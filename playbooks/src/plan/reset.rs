@@ -359,6 +359,7 @@ pub(crate) fn plan(
         phases,
         blocked,
         departed: Vec::new(),
+        deferred: Vec::new(),
     })
 }
 

@@ -213,6 +213,7 @@ pub(crate) fn plan(input: PlanInput<'_>, snapshot: &RestoreSnapshot) -> Plan {
             phases: vec![preflight],
             blocked,
             departed: Vec::new(),
+            deferred: Vec::new(),
         };
     }
 
@@ -441,6 +442,7 @@ pub(crate) fn plan(input: PlanInput<'_>, snapshot: &RestoreSnapshot) -> Plan {
         phases: vec![preflight, etcd],
         blocked,
         departed: Vec::new(),
+        deferred: Vec::new(),
     }
 }
 

@@ -549,10 +549,23 @@ fn the_old_path_stays_while_a_kubeconfig_still_names_it_or_a_host_is_not_in_the_
     let plan = plan_with(&local, &tree, &facts, Some(&applied), LB);
     assert!(sequence_labels(&plan, Phase::LoadBalancer).is_empty(), "nothing retired");
     assert!(!labels(&plan, Phase::LoadBalancer, "worker2").is_empty(), "the new path still comes");
+    // The plan says what stays and why, and is not converged while it does.
+    assert_eq!(plan.deferred.len(), 1, "{:#?}", plan.deferred);
+    let deferred = &plan.deferred[0];
+    for named in ["keepalived and haproxy on cp1, cp2, cp3", "worker2's /etc/kubernetes/kubelet"] {
+        assert!(deferred.contains(named), "{named} in: {deferred}");
+    }
+    let text = crate::plan::render_text(&plan);
+    assert!(
+        text.contains("\nLeft for a later run:\n  - the old load-balancer mode stays"),
+        "{text}"
+    );
+    assert!(!plan.is_converged());
     // With the phases that rewrite it selected, the retirement moves to the end of the run.
     let all = [Phase::Pki, Phase::LoadBalancer, Phase::ControlPlane, Phase::Workers, Phase::Addons];
     let plan = plan_with(&local, &tree, &facts, Some(&applied), &all);
     assert!(sequence_labels(&plan, Phase::LoadBalancer).is_empty());
+    assert!(plan.deferred.is_empty(), "retired in this run: {:#?}", plan.deferred);
     let end = sequence_labels(&plan, Phase::Addons);
     assert_gated_before_removed(&end);
     assert!(end.contains(&"cp2: systemctl stop keepalived.service".to_string()), "{end:#?}");
@@ -586,6 +599,11 @@ fn the_old_path_stays_while_a_kubeconfig_still_names_it_or_a_host_is_not_in_the_
     facts.insert("worker1".into(), Err("connection refused".into()));
     let plan = plan_with(&local, &tree, &facts, Some(&applied), LB);
     assert!(sequence_labels(&plan, Phase::LoadBalancer).is_empty());
+    assert!(
+        plan.deferred[0].contains("worker1 does not take part in this run"),
+        "{:#?}",
+        plan.deferred
+    );
 }
 
 #[test]

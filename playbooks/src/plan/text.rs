@@ -101,9 +101,17 @@ pub fn render_text(plan: &Plan) -> String {
         }
     }
     departed_lines(&mut out, plan);
+    if !plan.deferred.is_empty() {
+        let _ = writeln!(out, "\nLeft for a later run:");
+        for why in &plan.deferred {
+            let _ = writeln!(out, "  - {why}");
+        }
+    }
     out.push('\n');
     if plan.is_converged() {
         out.push_str("No changes.\n");
+    } else if plan.has_no_steps() && plan.blocked.is_empty() {
+        out.push_str("No changes in this run; what is left for a later run is listed above.\n");
     } else if plan.has_no_steps() {
         out.push_str("No changes on the reachable hosts; blocked hosts listed above.\n");
     } else {
@@ -430,6 +438,7 @@ mod tests {
             phases: vec![PhasePlan { phase: Phase::Workers, hosts, sequence: vec![], batch: None }],
             blocked: BTreeMap::new(),
             departed: Vec::new(),
+            deferred: Vec::new(),
         };
         let text = render_text(&plan);
         let expected = "Plan for cluster c (phases: workers)
@@ -465,6 +474,29 @@ workers:
 Plan: 0 file(s) to create, 11 to change, 0 artifact(s) to push, 0 command(s), 0 unit action(s) on 12 host(s).
 ";
         assert_eq!(text, expected, "{text}");
+    }
+
+    #[test]
+    fn a_plan_with_nothing_to_do_but_a_deferral_is_not_no_changes() {
+        let mut plan = Plan {
+            cluster: "c".into(),
+            operation: crate::plan::Operation::Apply,
+            phases: vec![],
+            blocked: BTreeMap::new(),
+            departed: Vec::new(),
+            deferred: Vec::new(),
+        };
+        assert!(render_text(&plan).ends_with("\nNo changes.\n"));
+        plan.deferred.push("the old load-balancer mode stays (haproxy on w1): why".into());
+        let text = render_text(&plan);
+        assert!(!plan.is_converged());
+        assert!(
+            text.ends_with(
+                "\nLeft for a later run:\n  - the old load-balancer mode stays (haproxy on w1): \
+                 why\n\nNo changes in this run; what is left for a later run is listed above.\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

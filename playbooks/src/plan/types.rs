@@ -20,10 +20,15 @@ pub struct Plan {
     /// Hosts excluded from every phase: unreachable, or failing a preflight check.
     pub blocked: BTreeMap<String, Vec<Problem>>,
     /// Hosts the last applied generation (`<state>/applied.json`) had that the spec no longer
-    /// has, with what still runs there: kubeforge does not clean them up yet, so the plan says
-    /// so. Omitted from JSON when empty.
+    /// has, with what still runs there and what this run does about each. Omitted from JSON
+    /// when empty.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub departed: Vec<crate::applied::DepartedHost>,
+    /// Changes the spec asks for that this run leaves for a later one, each with why and what
+    /// finishes it (an old load-balancer mode still in use). A plan with any is not converged.
+    /// Omitted from JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deferred: Vec<String>,
 }
 
 impl Plan {
@@ -32,9 +37,10 @@ impl Plan {
         self.phases.iter().all(|p| p.hosts.values().all(Vec::is_empty) && p.sequence.is_empty())
     }
 
-    /// Nothing to do and nothing blocked: the hosts match the spec ("No changes.").
+    /// Nothing to do, nothing blocked and nothing left for later: the hosts match the spec
+    /// ("No changes.").
     pub fn is_converged(&self) -> bool {
-        self.has_no_steps() && self.blocked.is_empty()
+        self.has_no_steps() && self.blocked.is_empty() && self.deferred.is_empty()
     }
 
     /// Every host with at least one step, in name order.

@@ -313,6 +313,7 @@ pub(crate) fn plan(input: PlanInput<'_>, operation: Operation, max_unavailable: 
         }],
         blocked: BTreeMap::new(),
         departed: Vec::new(),
+        deferred: Vec::new(),
     };
     let facts_of = super::reachable_or_blocked(
         input,
