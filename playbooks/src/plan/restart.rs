@@ -94,6 +94,11 @@ impl Loads {
         if !facts.units.get(self.unit).is_some_and(|u| u.is_active()) {
             return None;
         }
+        // kubeforge gives the service no file here (containerd on an etcd-only host): nothing
+        // it loaded can be out of date, and a restart would only disturb the host's own setup.
+        if self.files.is_empty() {
+            return None;
+        }
         // A file this run changes (even back to what the record says: the file on the host may
         // have been edited and loaded by hand).
         let changed_now: Vec<&str> = self

@@ -275,6 +275,29 @@ fn fresh_hosts_get_os_and_runtime_steps_and_converge() {
 }
 
 #[test]
+fn a_running_containerd_kubeforge_gives_no_file_is_not_restarted() {
+    // An etcd-only host: the render tree has no containerd config for it. Its running
+    // containerd has no record, which on a kubelet host means "restart to be sure"; here
+    // there is nothing kubeforge could have changed under it.
+    let cluster = cluster(&[("cp1", "10.0.0.11", CP), ("etcd1", "10.0.0.31", &[Role::Etcd])]);
+    let mut rendered = tree(&["cp1"]);
+    let kubelet_host_files = tree(&["etcd1"]);
+    for (path, file) in &kubelet_host_files.hosts["etcd1"] {
+        if path.starts_with("/etc/sysctl.d/") || path.starts_with("/etc/modules-load.d/") {
+            rendered.insert("etcd1", path, file.clone()).unwrap();
+        }
+    }
+    let facts: BTreeMap<String, HostProbe> =
+        ["cp1", "etcd1"].iter().map(|h| (h.to_string(), Ok(fresh_facts(h)))).collect();
+    let sel = PhaseSelection::new(Some(Phase::Runtime), &[]);
+    let plan = run_plan(&cluster, &rendered, &facts, &sel);
+    let runtime = plan.phases.iter().find(|p| p.phase == Phase::Runtime).unwrap();
+    assert!(!runtime.hosts.contains_key("etcd1"), "{:#?}", runtime.hosts.get("etcd1"));
+    let cp1: Vec<String> = runtime.hosts["cp1"].iter().map(Step::label).collect();
+    assert!(cp1.iter().any(|l| l.contains("systemctl restart containerd")), "{cp1:?}");
+}
+
+#[test]
 fn hosts_file_block_is_replaced_not_duplicated() {
     let c = cluster(&[("cp1", "10.0.0.11", CP)]);
     let once = os::hosts_file(&c, Some("127.0.0.1 localhost\n"));
