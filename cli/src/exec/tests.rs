@@ -346,8 +346,17 @@ async fn plan_lab(lab: &Lab) -> (Plan, BTreeMap<String, Arc<dyn crate::transport
     (plan::plan(&plan::Operation::Apply, input).unwrap(), gathered.transports)
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(super) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// `execute` with the default options, events collected and no audit log.
+pub(super) async fn execute_plain(
+    plan: &Plan,
+    transports: &BTreeMap<String, Arc<dyn crate::transport::Transport>>,
+) -> RunReport {
+    execute(plan, transports, &ExecOptions::default(), &Collect::default(), &AuditLog::disabled())
+        .await
 }
 
 #[test]
@@ -401,7 +410,7 @@ fn a_failing_host_is_reported_in_full_others_complete_and_a_rerun_resumes() {
         let lab = lab();
         lab.hosts["cp2"].fail(Match::program("sysctl"), Failure::exit(255, "sysctl: permission denied on key \"net.ipv4.ip_forward\""), Some(1));
         let (first, transports) = plan_lab(&lab).await;
-        let report = execute(&first, &transports, &ExecOptions::default(), &Collect::default(), &AuditLog::disabled()).await;
+        let report = execute_plain(&first, &transports).await;
         assert_eq!(report.failed_hosts().into_iter().collect::<Vec<_>>(), ["cp2"]);
         let f = &report.failures[0];
         assert_eq!((f.host.as_str(), f.phase.as_str()), ("cp2", "os"));
@@ -422,7 +431,7 @@ fn a_failing_host_is_reported_in_full_others_complete_and_a_rerun_resumes() {
         // Steps cp2 finished before failing (swap off, module loaded) are not planned again.
         let again: Vec<String> = resume.phases[1].hosts["cp2"].iter().map(|s| s.label()).collect();
         assert!(!again.contains(&"modprobe br_netfilter".to_string()), "{again:?}");
-        let report = execute(&resume, &transports, &ExecOptions::default(), &Collect::default(), &AuditLog::disabled()).await;
+        let report = execute_plain(&resume, &transports).await;
         assert!(report.succeeded(), "{}", report.render_text());
         assert!(plan_lab(&lab).await.0.is_converged());
     });
@@ -439,14 +448,7 @@ fn an_unreachable_host_is_named_while_the_others_proceed() {
             plan::render_text(&plan)
                 .contains("w1 [preflight/reachable]: no facts: w1: cannot connect to 10.0.0.21:22")
         );
-        let report = execute(
-            &plan,
-            &transports,
-            &ExecOptions::default(),
-            &Collect::default(),
-            &AuditLog::disabled(),
-        )
-        .await;
+        let report = execute_plain(&plan, &transports).await;
         assert_eq!(report.failed_hosts().into_iter().collect::<Vec<_>>(), ["w1"]);
         assert!(lab.hosts["w1"].commands().is_empty());
         lab.connector.heal("w1");

@@ -10,16 +10,11 @@ use std::sync::Arc;
 
 use kubeforge_playbooks::plan::{self, Gate, Guarded, Operation, Phase, Plan, Step};
 
-use super::events::Collect;
-use super::*;
+use super::tests::{execute_plain, rt};
 use crate::transport::fake::{FakeFile, FakeHost, Match, exit};
 
 const MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
 const KEPT: &str = "/etc/kubernetes/manifests-before-upgrade/kube-apiserver.yaml";
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-}
 
 fn run(argv: &[&str]) -> Step {
     Step::Run(plan::Run {
@@ -148,14 +143,7 @@ fn a_control_plane_that_does_not_come_up_is_rolled_back_and_the_upgrade_stops() 
     rt().block_on(async {
         let (hosts, transports) = lab();
         let plan = upgrade_plan("v1.34.1-broken", KEPT);
-        let report = execute(
-            &plan,
-            &transports,
-            &ExecOptions::default(),
-            &Collect::default(),
-            &AuditLog::disabled(),
-        )
-        .await;
+        let report = execute_plain(&plan, &transports).await;
         assert_eq!(report.failed_hosts().into_iter().collect::<Vec<_>>(), ["cp1"]);
         // cp1 runs its kept manifest again, and its apiserver answers.
         let manifest = hosts[0].file(MANIFEST).unwrap();
@@ -191,14 +179,7 @@ fn a_control_plane_that_comes_up_runs_no_undo_and_the_upgrade_goes_on() {
         let (hosts, transports) = lab();
         // "v1.33.1" stands for a new image that works.
         let plan = upgrade_plan("v1.33.1", KEPT);
-        let report = execute(
-            &plan,
-            &transports,
-            &ExecOptions::default(),
-            &Collect::default(),
-            &AuditLog::disabled(),
-        )
-        .await;
+        let report = execute_plain(&plan, &transports).await;
         assert!(report.succeeded(), "{}", report.render_text());
         for h in &hosts[..2] {
             assert!(!ran(h, "cp"), "no way back taken on {h:?}");
@@ -213,14 +194,7 @@ fn an_undo_that_fails_too_is_reported_with_both_causes() {
     rt().block_on(async {
         let (hosts, transports) = lab();
         let plan = upgrade_plan("v1.34.1-broken", "/etc/kubernetes/nowhere.yaml");
-        let report = execute(
-            &plan,
-            &transports,
-            &ExecOptions::default(),
-            &Collect::default(),
-            &AuditLog::disabled(),
-        )
-        .await;
+        let report = execute_plain(&plan, &transports).await;
         assert_eq!(report.failed_hosts().into_iter().collect::<Vec<_>>(), ["cp1"]);
         let f = &report.failures[0];
         assert!(f.stderr_tail.contains("readyz check failed"), "{}", f.stderr_tail);
@@ -258,14 +232,7 @@ fn a_failed_preflight_gate_of_an_upgrade_changes_nothing_anywhere() {
                 batch: None,
             },
         );
-        let report = execute(
-            &plan,
-            &transports,
-            &ExecOptions::default(),
-            &Collect::default(),
-            &AuditLog::disabled(),
-        )
-        .await;
+        let report = execute_plain(&plan, &transports).await;
         assert_eq!(report.failures.len(), 1);
         assert!(report.failures[0].stderr_tail.contains("pod shop/web-1 on w1"));
         for h in &hosts {
@@ -277,14 +244,7 @@ fn a_failed_preflight_gate_of_an_upgrade_changes_nothing_anywhere() {
         let (hosts, transports) = lab();
         hosts[0].on(Match::program("pdb-check"), |_, _| exit(1, "", "no\n"));
         plan.operation = Operation::Apply;
-        execute(
-            &plan,
-            &transports,
-            &ExecOptions::default(),
-            &Collect::default(),
-            &AuditLog::disabled(),
-        )
-        .await;
+        execute_plain(&plan, &transports).await;
         assert!(ran(&hosts[2], "kubelet-upgrade"));
     });
 }
