@@ -135,6 +135,27 @@ fn plan_upgrade(
     plan(&op, input).expect("an upgrade always plans")
 }
 
+/// `upgrade plan`'s version report on `facts`, with etcd observed on 3.5.
+fn report_of(
+    cluster: &crate::model::Cluster,
+    facts: &BTreeMap<String, HostProbe>,
+) -> super::UpgradeReport {
+    let tree = render(cluster);
+    let selection = PhaseSelection::new(None, &[]);
+    let artifacts = artifacts();
+    let observed = old_etcd();
+    let input = PlanInput {
+        cluster,
+        tree: &tree,
+        facts,
+        artifacts: &artifacts,
+        selection: &selection,
+        observed: &observed,
+        applied: None,
+    };
+    super::report(input).expect("a cluster with control planes has a report")
+}
+
 /// `host` as a finished upgrade leaves it: the target binaries, the rendered unit and
 /// certificates, and the record of what etcd loaded.
 fn upgraded(cluster: &crate::model::Cluster, facts: &mut BTreeMap<String, HostProbe>, host: &str) {
@@ -575,20 +596,7 @@ exit 1"#;
 fn every_component_is_reported_per_host_from_manifests_binaries_and_the_cluster() {
     let cluster = target_cluster();
     let facts = running(&cluster, "v1.33.1");
-    let tree = render(&cluster);
-    let selection = PhaseSelection::new(None, &[]);
-    let arts = artifacts();
-    let observed = old_etcd();
-    let input = PlanInput {
-        cluster: &cluster,
-        tree: &tree,
-        facts: &facts,
-        artifacts: &arts,
-        selection: &selection,
-        observed: &observed,
-        applied: None,
-    };
-    let report = super::report(input).unwrap();
+    let report = report_of(&cluster, &facts);
     let v = |s: &str| Semver::parse(s);
     let cp1 = &report.versions[0];
     assert_eq!(cp1.host, "cp1");
@@ -621,7 +629,7 @@ fn every_component_is_reported_per_host_from_manifests_binaries_and_the_cluster(
             );
         }
     }
-    let report = super::report(PlanInput { facts: &silent, ..input }).unwrap();
+    let report = report_of(&cluster, &silent);
     assert!(report.versions.iter().all(|h| h.kube_proxy.is_none() && h.coredns.is_none()));
     assert_eq!(
         report.addons[1].source,
@@ -837,20 +845,7 @@ fn an_etcd_older_than_kubeadms_pairing_is_a_warning_and_still_planned() {
     let plan = plan_upgrade(&cluster, &facts, &old_etcd(), 1);
     assert!(plan.blocked.is_empty(), "{:#?}", plan.blocked);
     assert!(plan.phases.iter().any(|p| p.phase == Phase::ControlPlane));
-    let tree = render(&cluster);
-    let selection = PhaseSelection::new(None, &[]);
-    let arts = artifacts();
-    let observed = old_etcd();
-    let input = PlanInput {
-        cluster: &cluster,
-        tree: &tree,
-        facts: &facts,
-        artifacts: &arts,
-        selection: &selection,
-        observed: &observed,
-        applied: None,
-    };
-    let report = super::report(input).unwrap();
+    let report = report_of(&cluster, &facts);
     let warned: Vec<&str> = report.skew.warnings.iter().map(|w| w.rule.name()).collect();
     assert_eq!(warned, ["etcd-older-than-kubeadm-pairs"]);
 }
