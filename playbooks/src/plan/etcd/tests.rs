@@ -74,10 +74,35 @@ fn fresh(cluster: &Cluster, tree: &RenderTree) -> BTreeMap<String, HostProbe> {
 }
 
 fn etcd_only() -> PhaseSelection {
-    PhaseSelection::new(
-        Some(Phase::Etcd),
-        &[Phase::Preflight, Phase::Os, Phase::Runtime, Phase::Pki],
-    )
+    etcd_until(Phase::Etcd)
+}
+
+/// The phases from etcd up to `last`, as `apply --until last` on a cluster whose earlier
+/// phases ran.
+fn etcd_until(last: Phase) -> PhaseSelection {
+    PhaseSelection::new(Some(last), &[Phase::Preflight, Phase::Os, Phase::Runtime, Phase::Pki])
+}
+
+/// `apply`'s whole plan for `cluster` on the simulated hosts, after the applied `record`.
+fn plan_after(
+    cluster: &Cluster,
+    tree: &RenderTree,
+    sim: &Sim,
+    record: &crate::applied::Applied,
+    selection: &PhaseSelection,
+) -> Plan {
+    let artifacts = artifacts();
+    let observed = sim.observed();
+    let input = PlanInput {
+        cluster,
+        tree,
+        facts: &sim.facts,
+        artifacts: &artifacts,
+        selection,
+        observed: &observed,
+        applied: Some(record),
+    };
+    plan(&Operation::Apply, input).unwrap()
 }
 
 fn plan_etcd(
@@ -833,22 +858,7 @@ fn hosts_that_left_the_spec_leave_etcd_first_then_are_cleaned_and_an_unreachable
         }
     }
     sim.facts.insert("cp5".into(), Err("connection refused".into()));
-    let artifacts = artifacts();
-    let selection = PhaseSelection::new(
-        Some(Phase::LoadBalancer),
-        &[Phase::Preflight, Phase::Os, Phase::Runtime, Phase::Pki],
-    );
-    let observed = sim.observed();
-    let input = PlanInput {
-        cluster: &three,
-        tree: &t3,
-        facts: &sim.facts,
-        artifacts: &artifacts,
-        selection: &selection,
-        observed: &observed,
-        applied: Some(&record),
-    };
-    let plan = plan(&Operation::Apply, input).unwrap();
+    let plan = plan_after(&three, &t3, &sim, &record, &etcd_until(Phase::LoadBalancer));
     let etcd = plan.phases.iter().find(|p| p.phase == Phase::Etcd).unwrap();
     let seq: Vec<String> =
         etcd.sequence.iter().map(|s| format!("{}: {}", s.host, s.step.label())).collect();
@@ -922,19 +932,7 @@ fn a_departed_host_is_cleaned_only_by_a_run_covering_etcd_and_the_load_balancer(
     let record = applied_record(&four, &t4);
     let three = stacked(3);
     let t3 = tree(&three);
-    let artifacts = artifacts();
-    let observed = sim.observed();
-    let selection = etcd_only();
-    let input = PlanInput {
-        cluster: &three,
-        tree: &t3,
-        facts: &sim.facts,
-        artifacts: &artifacts,
-        selection: &selection,
-        observed: &observed,
-        applied: Some(&record),
-    };
-    let plan = plan(&Operation::Apply, input).unwrap();
+    let plan = plan_after(&three, &t3, &sim, &record, &etcd_only());
     let cp4 = plan.departed.iter().find(|d| d.name == "cp4").unwrap();
     assert!(matches!(cp4.cleanup, Cleanup::Deferred { .. }), "{cp4:?}");
     assert!(plan.departed_cleaned().is_empty());
@@ -955,23 +953,8 @@ fn a_departed_hosts_old_address_now_used_by_a_spec_host_is_not_torn_down() {
     let mut three = stacked(3);
     three.hosts.iter_mut().find(|h| h.name == "w1").unwrap().address = "10.0.0.14".parse().unwrap();
     let t3 = tree(&three);
-    let artifacts = artifacts();
-    let observed = sim.observed();
-    let selection = PhaseSelection::new(
-        Some(Phase::LoadBalancer),
-        &[Phase::Preflight, Phase::Os, Phase::Runtime, Phase::Pki],
-    );
-    let input = PlanInput {
-        cluster: &three,
-        tree: &t3,
-        facts: &sim.facts,
-        artifacts: &artifacts,
-        selection: &selection,
-        observed: &observed,
-        applied: Some(&record),
-    };
     assert!(departed_address_reused(&three, &record.hosts["cp4"]));
-    let plan = plan(&Operation::Apply, input).unwrap();
+    let plan = plan_after(&three, &t3, &sim, &record, &etcd_until(Phase::LoadBalancer));
     let cp4 = plan.departed.iter().find(|d| d.name == "cp4").unwrap();
     let Cleanup::Deferred { why } = &cp4.cleanup else { panic!("{cp4:?}") };
     assert!(why.contains("now belongs to w1"), "{why}");
@@ -1007,33 +990,12 @@ fn a_departed_node_whose_kubelet_runs_is_drained_from_a_staying_control_plane_fi
         );
     }
     let t3 = tree(&three);
-    let artifacts = artifacts();
-    let observed = sim.observed();
-    let plan_with = |selection: &PhaseSelection| {
-        let input = PlanInput {
-            cluster: &three,
-            tree: &t3,
-            facts: &sim.facts,
-            artifacts: &artifacts,
-            selection,
-            observed: &observed,
-            applied: Some(&record),
-        };
-        plan(&Operation::Apply, input).unwrap()
-    };
+    let plan_with = |selection: &PhaseSelection| plan_after(&three, &t3, &sim, &record, selection);
     // Without the control-plane phase there is no kubectl to drain it: not cleaned yet.
-    let until_lb = PhaseSelection::new(
-        Some(Phase::LoadBalancer),
-        &[Phase::Preflight, Phase::Os, Phase::Runtime, Phase::Pki],
-    );
-    let p = plan_with(&until_lb);
+    let p = plan_with(&etcd_until(Phase::LoadBalancer));
     assert!(matches!(p.departed[0].cleanup, Cleanup::Deferred { .. }), "{:?}", p.departed);
     // With it: drained and its Node deleted on cp1, then the kubelet stopped on w2.
-    let through_cp = PhaseSelection::new(
-        Some(Phase::ControlPlane),
-        &[Phase::Preflight, Phase::Os, Phase::Runtime, Phase::Pki],
-    );
-    let p = plan_with(&through_cp);
+    let p = plan_with(&etcd_until(Phase::ControlPlane));
     assert_eq!(p.departed[0].cleanup, Cleanup::Cleaned);
     let lb = p.phases.iter().find(|ph| ph.phase == Phase::LoadBalancer).unwrap();
     let seq: Vec<String> =
