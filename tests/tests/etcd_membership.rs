@@ -6,18 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use kubeforge::etcd::{Endpoint, EtcdClient, EtcdTls, Timeouts, wait_healthy};
+use kubeforge::etcd::{Endpoint, EtcdClient, Timeouts, wait_healthy};
 use kubeforge_playbooks::etcd_membership::{CurrentMember, DesiredMember, Step, plan_membership};
 use kubeforge_tests::etcd::{EtcdCluster, etcd_binary, require_etcd35};
-
-fn tls(cluster: &EtcdCluster) -> EtcdTls {
-    EtcdTls {
-        ca_pem: cluster.ca_pem(),
-        cert_pem: cluster.client.cert_pem(),
-        key_pem: cluster.client.key_pem(),
-        server_name: None,
-    }
-}
 
 const T: Timeouts = Timeouts {
     connect: Duration::from_secs(3),
@@ -36,7 +27,7 @@ async fn current(cluster: &EtcdCluster, via: &EtcdClient) -> Vec<CurrentMember> 
         let healthy = match m.client_urls.first() {
             Some(url) => {
                 let ep = Endpoint::new(m.name.clone(), url.clone());
-                kubeforge::etcd::probe(&ep, Some(&tls(cluster)), T).await.is_healthy()
+                kubeforge::etcd::probe(&ep, Some(&cluster.client_tls()), T).await.is_healthy()
             }
             None => false,
         };
@@ -78,7 +69,7 @@ async fn execute(cluster: &mut EtcdCluster, leader_side: &EtcdClient, steps: &[S
                 let names: Vec<&str> = members.iter().map(String::as_str).collect();
                 wait_healthy(
                     &endpoints(cluster, &names),
-                    Some(&tls(cluster)),
+                    Some(&cluster.client_tls()),
                     T,
                     Duration::from_secs(30),
                 )
@@ -94,14 +85,14 @@ async fn grow_and_shrink(binary: &Path) {
     let mut cluster = EtcdCluster::start(2, binary);
     let m1 = EtcdClient::connect(
         &Endpoint::new("m1", cluster.member("m1").client_url()),
-        Some(&tls(&cluster)),
+        Some(&cluster.client_tls()),
         T,
     )
     .await
     .unwrap();
     wait_healthy(
         &endpoints(&cluster, &["m1", "m2"]),
-        Some(&tls(&cluster)),
+        Some(&cluster.client_tls()),
         T,
         Duration::from_secs(30),
     )
@@ -126,7 +117,7 @@ async fn grow_and_shrink(binary: &Path) {
     assert!(members.iter().all(|m| !m.is_learner && !m.name.is_empty()), "{members:?}");
     let m3 = EtcdClient::connect(
         &Endpoint::new("m3", cluster.member("m3").client_url()),
-        Some(&tls(&cluster)),
+        Some(&cluster.client_tls()),
         T,
     )
     .await

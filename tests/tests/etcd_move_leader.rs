@@ -5,37 +5,12 @@
 //! (`KUBEFORGE_ETCD_BIN`).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
 
-use kubeforge::etcd::{EtcdClient, EtcdTls};
+use kubeforge::etcd::EtcdClient;
 use kubeforge::exec::events::Collect;
 use kubeforge::exec::{AuditLog, ExecOptions, execute};
-use kubeforge::transport::Transport;
-use kubeforge::transport::fake::FakeHost;
-use kubeforge_playbooks::plan::{
-    EtcdAction, EtcdClientFiles, EtcdOp, EtcdTiming, Operation, Phase, PhasePlan, Plan,
-    SequencedStep, Step,
-};
+use kubeforge_playbooks::plan::{EtcdAction, Operation, Phase, PhasePlan, Plan, SequencedStep};
 use kubeforge_tests::etcd::{EtcdCluster, etcd_binary};
-
-fn op(cluster: &EtcdCluster, host: &str, action: EtcdAction) -> SequencedStep {
-    let tls = EtcdClientFiles {
-        ca: cluster.ca.cert.display().to_string(),
-        cert: cluster.client.cert.display().to_string(),
-        key: cluster.client.key.display().to_string(),
-    };
-    SequencedStep {
-        host: host.into(),
-        step: Step::Etcd(EtcdOp {
-            action,
-            client_port: 2379,
-            tls,
-            timing: EtcdTiming::default(),
-            why: "test".into(),
-        }),
-    }
-}
 
 fn plan(sequence: Vec<SequencedStep>) -> Plan {
     Plan {
@@ -53,31 +28,11 @@ fn plan(sequence: Vec<SequencedStep>) -> Plan {
     }
 }
 
-fn hosts(cluster: &EtcdCluster, names: &[&str]) -> BTreeMap<String, Arc<dyn Transport>> {
-    names
-        .iter()
-        .map(|n| {
-            let host = FakeHost::new(*n).with_coreutils();
-            let addr: SocketAddr = ([127, 0, 0, 1], cluster.member(n).client_port).into();
-            host.expose_port(2379, addr);
-            (n.to_string(), Arc::new(host) as Arc<dyn Transport>)
-        })
-        .collect()
-}
-
-fn tls(cluster: &EtcdCluster) -> EtcdTls {
-    EtcdTls {
-        ca_pem: cluster.ca_pem(),
-        cert_pem: cluster.client.cert_pem(),
-        key_pem: cluster.client.key_pem(),
-        server_name: None,
-    }
-}
-
 /// (leader's name, name → id), as `via` sees them.
 async fn leader(cluster: &EtcdCluster, via: &str) -> (String, BTreeMap<String, u64>) {
     let ep = kubeforge::etcd::Endpoint::new(via, cluster.member(via).client_url());
-    let c = EtcdClient::connect(&ep, Some(&tls(cluster)), Default::default()).await.unwrap();
+    let c =
+        EtcdClient::connect(&ep, Some(&cluster.client_tls()), Default::default()).await.unwrap();
     let ids: BTreeMap<String, u64> =
         c.member_list().await.unwrap().into_iter().map(|m| (m.name, m.id)).collect();
     for _ in 0..50 {
@@ -99,7 +54,7 @@ fn leadership_moves_to_a_staying_member_before_the_leader_is_removed() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let audit_dir = tempfile::tempdir().unwrap();
     let audit = AuditLog::create(audit_dir.path(), "run").unwrap();
-    let transports = hosts(&cluster, &["m1", "m2", "m3"]);
+    let transports = cluster.fake_hosts(&["m1", "m2", "m3"]);
     let events = Collect::default();
     let (lead, ids) = rt.block_on(leader(&cluster, "m1"));
     let stay: Vec<&str> = ["m1", "m2", "m3"].into_iter().filter(|m| *m != lead).collect();
@@ -107,20 +62,18 @@ fn leadership_moves_to_a_staying_member_before_the_leader_is_removed() {
     let via = stay[0];
 
     // A member that does not lead: nothing to do.
-    let noop = plan(vec![op(
-        &cluster,
-        via,
-        EtcdAction::MoveLeader { name: follower.into(), id: ids[follower] },
-    )]);
+    let noop = plan(vec![
+        cluster.step(via, EtcdAction::MoveLeader { name: follower.into(), id: ids[follower] }),
+    ]);
     let report = rt.block_on(execute(&noop, &transports, &ExecOptions::default(), &events, &audit));
     assert!(report.succeeded() && report.changed == 0, "{}", report.render_text());
 
     // The leader: moved to `via` first, then removed at once; the others stay healthy.
     let names: Vec<String> = stay.iter().map(|s| s.to_string()).collect();
     let remove = plan(vec![
-        op(&cluster, via, EtcdAction::MoveLeader { name: lead.clone(), id: ids[&lead] }),
-        op(&cluster, via, EtcdAction::Remove { name: lead.clone(), id: ids[&lead] }),
-        op(&cluster, via, EtcdAction::HealthGate { members: names, timeout_ms: 60_000 }),
+        cluster.step(via, EtcdAction::MoveLeader { name: lead.clone(), id: ids[&lead] }),
+        cluster.step(via, EtcdAction::Remove { name: lead.clone(), id: ids[&lead] }),
+        cluster.step(via, EtcdAction::HealthGate { members: names, timeout_ms: 60_000 }),
     ]);
     let report =
         rt.block_on(execute(&remove, &transports, &ExecOptions::default(), &events, &audit));

@@ -7,15 +7,6 @@ use std::time::Duration;
 use kubeforge::etcd::{Endpoint, EtcdClient, EtcdError, EtcdTls, FailureKind, Timeouts};
 use kubeforge_tests::etcd::{EtcdCluster, TestCa, require_etcd};
 
-fn tls(cluster: &EtcdCluster) -> EtcdTls {
-    EtcdTls {
-        ca_pem: cluster.ca_pem(),
-        cert_pem: cluster.client.cert_pem(),
-        key_pem: cluster.client.key_pem(),
-        server_name: None,
-    }
-}
-
 fn timeouts() -> Timeouts {
     Timeouts {
         connect: Duration::from_secs(3),
@@ -31,7 +22,7 @@ async fn mutual_tls_connect_status_member_list_and_read_back() {
     let m1 = cluster.member("m1");
     let client = EtcdClient::connect(
         &Endpoint::new("m1", m1.client_url()),
-        Some(&tls(&cluster)),
+        Some(&cluster.client_tls()),
         timeouts(),
     )
     .await
@@ -57,7 +48,8 @@ async fn client_certificate_from_another_ca_is_a_clear_tls_rejection() {
     let cluster = EtcdCluster::start(1, &etcd);
     let rogue_ca = TestCa::new(cluster.dir.path(), "rogue");
     let rogue = rogue_ca.issue("intruder", false);
-    let bad = EtcdTls { cert_pem: rogue.cert_pem(), key_pem: rogue.key_pem(), ..tls(&cluster) };
+    let bad =
+        EtcdTls { cert_pem: rogue.cert_pem(), key_pem: rogue.key_pem(), ..cluster.client_tls() };
     let url = cluster.member("m1").client_url();
     let result = async {
         let client =
@@ -81,7 +73,7 @@ async fn a_server_from_another_ca_is_refused_by_the_client() {
     let Some(etcd) = require_etcd() else { return };
     let cluster = EtcdCluster::start(1, &etcd);
     let other_ca = TestCa::new(cluster.dir.path(), "other");
-    let wrong = EtcdTls { ca_pem: other_ca.cert_pem(), ..tls(&cluster) };
+    let wrong = EtcdTls { ca_pem: other_ca.cert_pem(), ..cluster.client_tls() };
     let url = cluster.member("m1").client_url();
     let result = async {
         let client =
@@ -100,9 +92,12 @@ async fn a_closed_port_is_unreachable_not_tls() {
     let cluster = EtcdCluster::start(1, &etcd);
     let url = format!("https://127.0.0.1:{port}");
     let result = async {
-        let client =
-            EtcdClient::connect(&Endpoint::new("gone", &url), Some(&tls(&cluster)), timeouts())
-                .await?;
+        let client = EtcdClient::connect(
+            &Endpoint::new("gone", &url),
+            Some(&cluster.client_tls()),
+            timeouts(),
+        )
+        .await?;
         client.status().await
     }
     .await;
