@@ -407,18 +407,7 @@ fn try_plan(
     applied: Option<&crate::applied::Applied>,
     phases: &[Phase],
 ) -> Result<Plan, PlanError> {
-    let skip: Vec<Phase> = Phase::ALL.into_iter().filter(|p| !phases.contains(p)).collect();
-    let selection = PhaseSelection::new(None, &skip);
-    let input = PlanInput {
-        cluster,
-        tree,
-        facts,
-        artifacts: &ArtifactInventory::new(),
-        selection: &selection,
-        observed: &Observed::default(),
-        applied,
-    };
-    plan(&Operation::Apply, input)
+    try_plan_phases(cluster, tree, facts, &ArtifactInventory::new(), applied, phases)
 }
 
 /// The labels of a phase's sequence as `host: label`.

@@ -96,6 +96,18 @@ pub(crate) fn plan_phases(
     artifacts: &ArtifactInventory,
     phases: &[Phase],
 ) -> Plan {
+    try_plan_phases(cluster, tree, facts, artifacts, None, phases).unwrap()
+}
+
+/// Plans `phases` only (no preflight), with `artifacts` and the last `applied` record.
+pub(crate) fn try_plan_phases(
+    cluster: &Cluster,
+    tree: &RenderTree,
+    facts: &BTreeMap<String, HostProbe>,
+    artifacts: &ArtifactInventory,
+    applied: Option<&crate::applied::Applied>,
+    phases: &[Phase],
+) -> Result<Plan, PlanError> {
     let skip: Vec<Phase> = Phase::ALL.into_iter().filter(|p| !phases.contains(p)).collect();
     let selection = PhaseSelection::new(None, &skip);
     let input = PlanInput {
@@ -105,9 +117,9 @@ pub(crate) fn plan_phases(
         artifacts,
         selection: &selection,
         observed: &Observed::default(),
-        applied: None,
+        applied,
     };
-    plan(&Operation::Apply, input).unwrap()
+    plan(&Operation::Apply, input)
 }
 
 /// One phase's steps on one host as their labels (empty when the host has none).

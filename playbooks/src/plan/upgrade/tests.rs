@@ -113,16 +113,17 @@ fn observed(versions: &[(&str, &str)], leader: &str) -> Observed {
     }
 }
 
-fn plan_upgrade(
+/// `f` on the upgrade's planner input: the rendered target, the test artifacts, every phase.
+fn with_input<T>(
     cluster: &crate::model::Cluster,
     facts: &BTreeMap<String, HostProbe>,
     observed: &Observed,
-    max_unavailable: usize,
-) -> Plan {
+    f: impl FnOnce(PlanInput<'_>) -> T,
+) -> T {
     let tree = render(cluster);
     let selection = PhaseSelection::new(None, &[]);
     let artifacts = artifacts();
-    let input = PlanInput {
+    f(PlanInput {
         cluster,
         tree: &tree,
         facts,
@@ -130,9 +131,17 @@ fn plan_upgrade(
         selection: &selection,
         observed,
         applied: None,
-    };
+    })
+}
+
+fn plan_upgrade(
+    cluster: &crate::model::Cluster,
+    facts: &BTreeMap<String, HostProbe>,
+    observed: &Observed,
+    max_unavailable: usize,
+) -> Plan {
     let op = Operation::Upgrade { spec_file: "c.yaml".into(), max_unavailable };
-    plan(&op, input).expect("an upgrade always plans")
+    with_input(cluster, facts, observed, |input| plan(&op, input).expect("an upgrade always plans"))
 }
 
 /// `upgrade plan`'s version report on `facts`, with etcd observed on 3.5.
@@ -140,20 +149,9 @@ fn report_of(
     cluster: &crate::model::Cluster,
     facts: &BTreeMap<String, HostProbe>,
 ) -> super::UpgradeReport {
-    let tree = render(cluster);
-    let selection = PhaseSelection::new(None, &[]);
-    let artifacts = artifacts();
-    let observed = old_etcd();
-    let input = PlanInput {
-        cluster,
-        tree: &tree,
-        facts,
-        artifacts: &artifacts,
-        selection: &selection,
-        observed: &observed,
-        applied: None,
-    };
-    super::report(input).expect("a cluster with control planes has a report")
+    with_input(cluster, facts, &old_etcd(), |input| {
+        super::report(input).expect("a cluster with control planes has a report")
+    })
 }
 
 /// `host` as a finished upgrade leaves it: the target binaries, the rendered unit and
