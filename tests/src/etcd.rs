@@ -49,11 +49,27 @@ pub fn require_etcd35() -> Option<PathBuf> {
     crate::require(found.is_some(), what).then_some(found).flatten()
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released: another process could take it, which is
-/// rare enough for tests; a clash makes etcd fail loudly).
+/// A free TCP port on 127.0.0.1, never the same twice in this process. Taken from 20000–31999,
+/// below the kernel's ephemeral range (32768–60999 by default), because a port the kernel
+/// hands out for `bind(0)` is also what it gives outgoing connections: while a cluster's
+/// members start, their peers dial each other from ephemeral ports, and one of those could sit
+/// on a port reserved for a member that has not bound it yet (a member that then fails to
+/// start, seen once in CI as a member refusing connections for the whole test).
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    use std::collections::BTreeSet;
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::Mutex;
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let random = RandomState::new();
+    for attempt in 0u32..5000 {
+        let port = 20_000 + (random.hash_one(attempt) % 12_000) as u16;
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 in 20000-31999 after 5000 tries");
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
